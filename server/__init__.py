@@ -1,0 +1,50 @@
+"""Sarhad server: ``create_app()`` builds the Flask application from settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from server.blobs import BlobStore
+from server.config import Settings, load_settings
+from server.db import Database
+
+
+def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
+    """The application factory. ``settings`` may be ready Settings or overrides of the loaded ones."""
+    if not isinstance(settings, Settings):
+        settings = load_settings(overrides=settings)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        SARHAD=settings,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
+
+    database = Database.create(settings.sqlalchemy_url, BlobStore(settings.blob_dir))
+    from server import db, errors
+    from server.api import api
+    from server.openrosa import openrosa
+
+    db.init_app(app, database)
+    errors.init_app(app)
+    app.register_blueprint(api)
+    app.register_blueprint(openrosa)
+    return app
+
+
+def settings_of(app: Flask) -> Settings:
+    return app.config["SARHAD"]  # type: ignore[no-any-return]

@@ -1,0 +1,3 @@
+"""Placeholder: routes are added here."""
+
+from server.api import api  # noqa: F401

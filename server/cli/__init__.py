@@ -1,0 +1,93 @@
+"""The ``sarhad`` command: server, database and administration.
+
+Each noun has its own module (projects, users, forms, app_users, maintenance); this one holds the
+group, the shared context and the error handling, so that a Problem prints as one plain line.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from server.config import Settings, load_settings
+from server.db import Database, Writer
+from server.errors import Problem
+
+
+@dataclass
+class CliContext:
+    config_file: str | None
+    _app: Flask | None = field(default=None, init=False)
+
+    @property
+    def settings(self) -> Settings:
+        return self.app.config["SARHAD"]  # type: ignore[no-any-return]
+
+    @property
+    def app(self) -> Flask:
+        if self._app is None:
+            from server import create_app
+
+            self._app = create_app(load_settings(config_file=self.config_file))
+        return self._app
+
+    @property
+    def database(self) -> Database:
+        return self.app.extensions["sarhad.db"]  # type: ignore[no-any-return]
+
+    @contextmanager
+    def write(self) -> Iterator[Writer]:
+        with self.app.app_context(), self.database.write() as writer:
+            yield writer
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self.app.app_context(), self.database.read() as session:
+            yield session
+
+
+pass_ctx = click.make_pass_decorator(CliContext)
+
+
+class SarhadGroup(click.Group):
+    """Prints a Problem as ``error: <message>`` with exit code 1 instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Problem as problem:
+            click.echo(f"error: {problem.message}", err=True)
+            for key, value in problem.details.items():
+                click.echo(f"  {key}: {value}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=SarhadGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="SARHAD_CONFIG",
+    help="TOML settings file (default: $SARHAD_CONFIG). Environment variables override it.",
+)
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None) -> None:
+    """Sarhad: offline-first ODK-compatible data collection server."""
+    ctx.obj = CliContext(config_file)
+
+
+def _register() -> None:
+    from server.cli import app_users, forms, maintenance, projects, users
+
+    for module in (maintenance, projects, users, forms, app_users):
+        module.register(main)
+
+
+_register()

@@ -1,0 +1,166 @@
+"""Engine, a session per request, and the one place where a write request commits.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` so that an acknowledged commit survives a crash or a
+power cut, and write transactions start with ``BEGIN IMMEDIATE`` so that concurrent writers queue on the
+busy timeout instead of failing when a read lock cannot be upgraded.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+from flask import Flask, current_app, g
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.blobs import BlobStore, StagedBlob, Staging
+from server.models import Blob
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_WRITE_OPTION = "sarhad_write"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get(_WRITE_OPTION)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@dataclass
+class Database:
+    engine: Engine
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+
+    @classmethod
+    def create(cls, url: str, blobs: BlobStore) -> Database:
+        engine = make_engine(url)
+        return cls(engine, sessionmaker(engine, expire_on_commit=False), blobs)
+
+    @contextmanager
+    def write(self) -> Iterator[Writer]:
+        """One write transaction with its staged blobs: commit, then publish the files."""
+        session = self.sessions()
+        staging = self.blobs.staging()
+        try:
+            session.connection(execution_options={_WRITE_OPTION: True})
+            yield Writer(session, staging)
+            session.commit()
+            staging.publish()
+        except BaseException:
+            session.rollback()
+            staging.discard()
+            raise
+        finally:
+            session.close()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        session = self.sessions()
+        try:
+            yield session
+        finally:
+            session.rollback()
+            session.close()
+
+    def committed_blobs(self, shas: Iterable[str]) -> set[str]:
+        wanted = list(shas)
+        if not wanted:
+            return set()
+        with self.read() as session:
+            return set(session.scalars(select(Blob.sha256).where(Blob.sha256.in_(wanted))))
+
+    def recover_blobs(self) -> Any:
+        return self.blobs.recover(self.committed_blobs)
+
+
+@dataclass
+class Writer:
+    """The session and the blob staging of one write transaction."""
+
+    session: Session
+    staging: Staging
+
+    def add_blob(self, staged: StagedBlob) -> str:
+        """Record a staged file as a blob row (once per sha256) and return its sha256."""
+        if self.session.get(Blob, staged.sha256) is None:
+            self.session.add(Blob(sha256=staged.sha256, md5=staged.md5, size=staged.size))
+            self.session.flush()
+        return staged.sha256
+
+    def store_bytes(self, data: bytes) -> str:
+        return self.add_blob(self.staging.add_bytes(data))
+
+    def store_stream(self, stream: Any) -> str:
+        return self.add_blob(self.staging.add_stream(stream))
+
+
+def init_app(app: Flask, database: Database) -> None:
+    app.extensions["sarhad.db"] = database
+    app.teardown_appcontext(_close_request_session)
+
+
+def database() -> Database:
+    return current_app.extensions["sarhad.db"]  # type: ignore[no-any-return]
+
+
+def session() -> Session:
+    """The session of the current request: the write transaction's inside :func:`write_request`
+    (put it outermost, so that authentication reads in the same transaction), else a read session
+    that is never committed."""
+    if "db_writer" in g:
+        return g.db_writer.session  # type: ignore[no-any-return]
+    if "db_session" not in g:
+        g.db_session = database().sessions()
+    return g.db_session  # type: ignore[no-any-return]
+
+
+def writer() -> Writer:
+    """The write transaction of the current request, opened by :func:`write_request`."""
+    return g.db_writer  # type: ignore[no-any-return]
+
+
+def write_request(view: Callable[P, R]) -> Callable[P, R]:
+    """Run a view in one transaction, committed (and its files published) before the reply."""
+
+    @functools.wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with database().write() as w:
+            g.db_writer = w
+            try:
+                return view(*args, **kwargs)
+            finally:
+                g.pop("db_writer", None)
+
+    return wrapper
+
+
+def _close_request_session(_exc: BaseException | None) -> None:
+    sess = g.pop("db_session", None)
+    if sess is not None:
+        sess.rollback()
+        sess.close()

@@ -1,0 +1,415 @@
+"""The central store: typed SQLAlchemy models.
+
+Identity rules live here as constraints, so that the database itself refuses what must never happen:
+one submission per (form, instanceID), one version per (form, instanceID of that version), one blob row
+per sha256. Large bytes (XLSForms, media, attachments) live in the blob store; rows name them by sha256.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware UTC datetime")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    COORDINATOR = "coordinator"
+    ANALYST = "analyst"
+
+
+class FormState(enum.StrEnum):
+    OPEN = "open"
+    CLOSING = "closing"  # still accepts submissions, hidden from form lists
+    CLOSED = "closed"  # refuses submissions
+
+
+class ReviewState(enum.StrEnum):
+    RECEIVED = "received"
+    HAS_ISSUES = "hasIssues"
+    EDITED = "edited"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class Source(enum.StrEnum):
+    """Where a submission version came from; all of them pass through the same ingest()."""
+
+    DEVICE = "device"
+    API = "api"
+    HUB = "hub"
+    FOLDER = "folder"
+    BUNDLE = "bundle"
+
+
+class Blob(Base):
+    """One stored file in the content-addressed blob store."""
+
+    __tablename__ = "blob"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    md5: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Project(Base):
+    __tablename__ = "project"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    forms: Mapped[list[Form]] = relationship(back_populates="project")
+
+
+class User(Base):
+    """A web user: administrator, coordinator or analyst."""
+
+    __tablename__ = "user_account"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    # A site administrator may do everything in every project; others hold per-project roles.
+    is_site_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[dt.datetime | None]
+
+    roles: Mapped[list[ProjectRole]] = relationship(back_populates="user")
+
+
+class ProjectRole(Base):
+    __tablename__ = "project_role"
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))
+
+    user: Mapped[User] = relationship(back_populates="roles")
+    __table_args__ = (CheckConstraint("role in ('admin','coordinator','analyst')", name="role"),)
+
+
+class WebSession(Base):
+    """A bearer token of a web user (POST /v1/sessions). Only its sha256 is stored."""
+
+    __tablename__ = "web_session"
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+
+    user: Mapped[User] = relationship()
+
+
+class AppUser(Base):
+    """A device or facilitator. Signs in by a token in the URL or, on a hub's LAN, by Digest."""
+
+    __tablename__ = "app_user"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), index=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    token_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Digest needs only HA1 = MD5(username:realm:password); the password itself is never stored.
+    digest_ha1: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    revoked_at: Mapped[dt.datetime | None]
+
+    project: Mapped[Project] = relationship()
+    __table_args__ = (UniqueConstraint("project_id", "display_name", name="uq_app_user_name"),)
+
+
+class FormAssignment(Base):
+    """Narrows what an app user sees: with no assignment it sees every open form of its project."""
+
+    __tablename__ = "form_assignment"
+    app_user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), primary_key=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("form.id"), primary_key=True)
+
+
+class Form(Base):
+    __tablename__ = "form"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"))
+    xml_form_id: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(10), default=FormState.OPEN)
+    current_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("form_version.id", use_alter=True, name="fk_form_current_version")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime | None]
+    deleted_at: Mapped[dt.datetime | None]
+
+    project: Mapped[Project] = relationship(back_populates="forms")
+    current_version: Mapped[FormVersion | None] = relationship(
+        foreign_keys=[current_version_id], post_update=True
+    )
+    versions: Mapped[list[FormVersion]] = relationship(
+        back_populates="form", foreign_keys="FormVersion.form_id"
+    )
+    __table_args__ = (
+        UniqueConstraint("project_id", "xml_form_id", name="uq_form_xml_form_id"),
+        CheckConstraint("state in ('open','closing','closed')", name="state"),
+    )
+
+
+class FormVersion(Base):
+    """One version of a form: its XLSForm source, the XForm served to devices and its hash."""
+
+    __tablename__ = "form_version"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("form.id"), index=True)
+    version: Mapped[str] = mapped_column(String(255), default="")
+    title: Mapped[str] = mapped_column(String(500))
+    xml: Mapped[str] = mapped_column(Text)
+    # md5 of the exact UTF-8 bytes served at the download URL: Collect compares this, not version.
+    md5: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    xlsform_sha256: Mapped[str | None] = mapped_column(ForeignKey("blob.sha256"))
+    xlsform_filename: Mapped[str | None] = mapped_column(String(255))
+    # ODK encryption: the form's RSA public key when submissions are encrypted on the device.
+    public_key: Mapped[str | None] = mapped_column(Text)
+    # Parsed field list (path, type, sensitivity, repeat...) used by ingest and exports.
+    fields: Mapped[list[Any]] = mapped_column(default=list)
+    published_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+    form: Mapped[Form] = relationship(back_populates="versions", foreign_keys=[form_id])
+    media: Mapped[list[FormMedia]] = relationship(
+        back_populates="form_version", order_by="FormMedia.name"
+    )
+    __table_args__ = (Index("ix_form_version_form_version", "form_id", "version"),)
+
+
+class FormMedia(Base):
+    """A media file a form version needs (CSV lookups, images). ``blob_sha256`` empty = not uploaded."""
+
+    __tablename__ = "form_media"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    form_version_id: Mapped[int] = mapped_column(ForeignKey("form_version.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    blob_sha256: Mapped[str | None] = mapped_column(ForeignKey("blob.sha256"))
+    content_type: Mapped[str | None] = mapped_column(String(100))
+
+    form_version: Mapped[FormVersion] = relationship(back_populates="media")
+    blob: Mapped[Blob | None] = relationship()
+    __table_args__ = (UniqueConstraint("form_version_id", "name", name="uq_form_media_name"),)
+
+
+class Submission(Base):
+    """One logical submission, identified by (form, the instanceID it was first sent with)."""
+
+    __tablename__ = "submission"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("form.id"))
+    instance_id: Mapped[str] = mapped_column(String(255))
+    current_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("submission_version.id", use_alter=True, name="fk_submission_current_version")
+    )
+    review_state: Mapped[str] = mapped_column(String(20), default=ReviewState.RECEIVED)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime | None]
+    deleted_at: Mapped[dt.datetime | None]
+
+    form: Mapped[Form] = relationship()
+    current_version: Mapped[SubmissionVersion | None] = relationship(
+        foreign_keys=[current_version_id], post_update=True
+    )
+    versions: Mapped[list[SubmissionVersion]] = relationship(
+        back_populates="submission",
+        foreign_keys="SubmissionVersion.submission_id",
+        order_by="SubmissionVersion.id",
+    )
+    __table_args__ = (
+        UniqueConstraint("form_id", "instance_id", name="uq_submission_instance"),
+        Index("ix_submission_form_created", "form_id", "created_at"),
+    )
+
+
+class SubmissionVersion(Base):
+    """One version (the original or an edit) of a submission: the exact XML bytes received."""
+
+    __tablename__ = "submission_version"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), index=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("form.id"))
+    form_version_id: Mapped[int] = mapped_column(ForeignKey("form_version.id"))
+    instance_id: Mapped[str] = mapped_column(String(255))
+    deprecated_id: Mapped[str | None] = mapped_column(String(255))
+    instance_name: Mapped[str | None] = mapped_column(String(500))
+    xml: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    encrypted: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(10), default=Source.DEVICE)
+    source_detail: Mapped[str | None] = mapped_column(String(255))
+    device_id: Mapped[str | None] = mapped_column(String(255))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    app_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    submission: Mapped[Submission] = relationship(
+        back_populates="versions", foreign_keys=[submission_id]
+    )
+    form_version: Mapped[FormVersion] = relationship()
+    attachments: Mapped[list[SubmissionAttachment]] = relationship(
+        back_populates="version", order_by="SubmissionAttachment.name"
+    )
+    __table_args__ = (
+        UniqueConstraint("form_id", "instance_id", name="uq_submission_version_instance"),
+    )
+
+
+class SubmissionAttachment(Base):
+    """A file a submission version names. ``blob_sha256`` empty = expected but not yet received."""
+
+    __tablename__ = "submission_attachment"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("submission_version.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    blob_sha256: Mapped[str | None] = mapped_column(ForeignKey("blob.sha256"))
+    received_at: Mapped[dt.datetime | None]
+
+    version: Mapped[SubmissionVersion] = relationship(back_populates="attachments")
+    __table_args__ = (UniqueConstraint("version_id", "name", name="uq_submission_attachment"),)
+
+
+class Conflict(Base):
+    """A payload that could not be applied (same instanceID, other XML; stale edit). Kept, never dropped."""
+
+    __tablename__ = "conflict"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    form_id: Mapped[int] = mapped_column(ForeignKey("form.id"), index=True)
+    instance_id: Mapped[str] = mapped_column(String(255), index=True)
+    deprecated_id: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(String(40))
+    xml: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(10), default=Source.DEVICE)
+    source_detail: Mapped[str | None] = mapped_column(String(255))
+    device_id: Mapped[str | None] = mapped_column(String(255))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    app_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[dt.datetime | None]
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    resolution: Mapped[str | None] = mapped_column(Text)
+
+    attachments: Mapped[list[ConflictAttachment]] = relationship(order_by="ConflictAttachment.name")
+    __table_args__ = (
+        # The same conflicting payload resent is kept once.
+        UniqueConstraint("form_id", "instance_id", "sha256", name="uq_conflict_payload"),
+    )
+
+
+class ConflictAttachment(Base):
+    __tablename__ = "conflict_attachment"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conflict_id: Mapped[int] = mapped_column(ForeignKey("conflict.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    blob_sha256: Mapped[str] = mapped_column(ForeignKey("blob.sha256"))
+    __table_args__ = (UniqueConstraint("conflict_id", "name", name="uq_conflict_attachment"),)
+
+
+class Comment(Base):
+    __tablename__ = "comment"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who did what to which object, for every change and every export of personal data."""
+
+    __tablename__ = "audit_event"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    actor_app_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("project.id"))
+    target_type: Mapped[str | None] = mapped_column(String(40))
+    target_id: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+__all__ = [
+    "AppUser",
+    "AuditEvent",
+    "Base",
+    "Blob",
+    "Comment",
+    "Conflict",
+    "ConflictAttachment",
+    "Form",
+    "FormAssignment",
+    "FormMedia",
+    "FormState",
+    "FormVersion",
+    "Project",
+    "ProjectRole",
+    "ReviewState",
+    "Role",
+    "Source",
+    "Submission",
+    "SubmissionAttachment",
+    "SubmissionVersion",
+    "User",
+    "WebSession",
+]

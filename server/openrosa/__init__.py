@@ -1,0 +1,15 @@
+"""OpenRosa endpoints for unmodified ODK Collect: form list, form, manifest, media, submission."""
+
+from flask import Blueprint, g
+
+openrosa = Blueprint("openrosa", __name__, url_prefix="/v1")
+
+
+@openrosa.before_request
+def _mark_openrosa() -> None:
+    # Errors on these routes render as OpenRosaResponse XML (server/errors.py).
+    g.openrosa = True
+
+
+# The route modules attach themselves to ``openrosa`` when imported.
+from server.openrosa import routes  # noqa: E402, F401

@@ -1,0 +1,3 @@
+"""Placeholder: OpenRosa routes are added here."""
+
+from server.openrosa import openrosa  # noqa: F401

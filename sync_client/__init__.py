@@ -1,0 +1,1 @@
+"""sarhad-sync: moves submissions from field hubs, Collect folders and USB bundles to the central store."""
