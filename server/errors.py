@@ -117,6 +117,4 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.path)
-        return render(
-            Problem(500, "500.1", "The server failed to handle this request; nothing was changed.")
-        )
+        return render(Problem(500, "500.1", "The server failed to handle this request; nothing was changed."))

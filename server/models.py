@@ -228,9 +228,7 @@ class FormVersion(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
 
     form: Mapped[Form] = relationship(back_populates="versions", foreign_keys=[form_id])
-    media: Mapped[list[FormMedia]] = relationship(
-        back_populates="form_version", order_by="FormMedia.name"
-    )
+    media: Mapped[list[FormMedia]] = relationship(back_populates="form_version", order_by="FormMedia.name")
     __table_args__ = (Index("ix_form_version_form_version", "form_id", "version"),)
 
 
@@ -301,16 +299,12 @@ class SubmissionVersion(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
-    submission: Mapped[Submission] = relationship(
-        back_populates="versions", foreign_keys=[submission_id]
-    )
+    submission: Mapped[Submission] = relationship(back_populates="versions", foreign_keys=[submission_id])
     form_version: Mapped[FormVersion] = relationship()
     attachments: Mapped[list[SubmissionAttachment]] = relationship(
         back_populates="version", order_by="SubmissionAttachment.name"
     )
-    __table_args__ = (
-        UniqueConstraint("form_id", "instance_id", name="uq_submission_version_instance"),
-    )
+    __table_args__ = (UniqueConstraint("form_id", "instance_id", name="uq_submission_version_instance"),)
 
 
 class SubmissionAttachment(Base):

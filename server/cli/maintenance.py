@@ -46,9 +46,7 @@ def upgrade(ctx: CliContext, revision: str) -> None:
 
 
 @click.command()
-@click.option(
-    "--verify", is_flag=True, help="Also re-hash every stored file (slow on large stores)."
-)
+@click.option("--verify", is_flag=True, help="Also re-hash every stored file (slow on large stores).")
 @pass_ctx
 def doctor(ctx: CliContext, verify: bool) -> None:
     """Check that every blob row has its file and every file its row; exit 1 when not."""
@@ -59,9 +57,7 @@ def doctor(ctx: CliContext, verify: bool) -> None:
         f"{rec.rolled_back} discarded, {rec.in_use} still in progress"
     )
     click.echo(f"blobs: {report.blob_rows} row(s), {report.stored_files} file(s)")
-    click.echo(
-        f"attachments: {report.attachments_present} of {report.attachments_expected} present"
-    )
+    click.echo(f"attachments: {report.attachments_present} of {report.attachments_expected} present")
     for label, items in (
         ("missing file", report.missing),
         ("orphan file", report.orphans),

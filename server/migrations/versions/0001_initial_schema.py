@@ -62,9 +62,7 @@ def upgrade() -> None:
             ["user_account.id"],
             name=op.f("fk_app_user_created_by_id_user_account"),
         ),
-        sa.ForeignKeyConstraint(
-            ["project_id"], ["project.id"], name=op.f("fk_app_user_project_id_project")
-        ),
+        sa.ForeignKeyConstraint(["project_id"], ["project.id"], name=op.f("fk_app_user_project_id_project")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_app_user")),
         sa.UniqueConstraint("project_id", "display_name", name="uq_app_user_name"),
         sa.UniqueConstraint("token_sha256", name=op.f("uq_app_user_token_sha256")),
@@ -83,9 +81,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint("state in ('open','closing','closed')", name=op.f("ck_form_state")),
-        sa.ForeignKeyConstraint(
-            ["project_id"], ["project.id"], name=op.f("fk_form_project_id_project")
-        ),
+        sa.ForeignKeyConstraint(["project_id"], ["project.id"], name=op.f("fk_form_project_id_project")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_form")),
         sa.UniqueConstraint("project_id", "xml_form_id", name="uq_form_xml_form_id"),
     )
@@ -94,9 +90,7 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("project_id", sa.Integer(), nullable=False),
         sa.Column("role", sa.String(length=20), nullable=False),
-        sa.CheckConstraint(
-            "role in ('admin','coordinator','analyst')", name=op.f("ck_project_role_role")
-        ),
+        sa.CheckConstraint("role in ('admin','coordinator','analyst')", name=op.f("ck_project_role_role")),
         sa.ForeignKeyConstraint(
             ["project_id"], ["project.id"], name=op.f("fk_project_role_project_id_project")
         ),
@@ -194,9 +188,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["app_user_id"], ["app_user.id"], name=op.f("fk_form_assignment_app_user_id_app_user")
         ),
-        sa.ForeignKeyConstraint(
-            ["form_id"], ["form.id"], name=op.f("fk_form_assignment_form_id_form")
-        ),
+        sa.ForeignKeyConstraint(["form_id"], ["form.id"], name=op.f("fk_form_assignment_form_id_form")),
         sa.PrimaryKeyConstraint("app_user_id", "form_id", name=op.f("pk_form_assignment")),
     )
     op.create_table(
@@ -220,9 +212,7 @@ def upgrade() -> None:
             ["user_account.id"],
             name=op.f("fk_form_version_created_by_id_user_account"),
         ),
-        sa.ForeignKeyConstraint(
-            ["form_id"], ["form.id"], name=op.f("fk_form_version_form_id_form")
-        ),
+        sa.ForeignKeyConstraint(["form_id"], ["form.id"], name=op.f("fk_form_version_form_id_form")),
         sa.ForeignKeyConstraint(
             ["xlsform_sha256"], ["blob.sha256"], name=op.f("fk_form_version_xlsform_sha256_blob")
         ),
@@ -265,9 +255,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_comment")),
     )
     with op.batch_alter_table("comment", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_comment_submission_id"), ["submission_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_comment_submission_id"), ["submission_id"], unique=False)
 
     op.create_table(
         "conflict_attachment",
@@ -287,9 +275,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("conflict_id", "name", name="uq_conflict_attachment"),
     )
     with op.batch_alter_table("conflict_attachment", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_conflict_attachment_conflict_id"), ["conflict_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_conflict_attachment_conflict_id"), ["conflict_id"], unique=False)
 
     op.create_table(
         "form_media",
@@ -333,9 +319,7 @@ def upgrade() -> None:
             ["app_user.id"],
             name=op.f("fk_submission_version_app_user_id_app_user"),
         ),
-        sa.ForeignKeyConstraint(
-            ["form_id"], ["form.id"], name=op.f("fk_submission_version_form_id_form")
-        ),
+        sa.ForeignKeyConstraint(["form_id"], ["form.id"], name=op.f("fk_submission_version_form_id_form")),
         sa.ForeignKeyConstraint(
             ["form_version_id"],
             ["form_version.id"],
@@ -378,15 +362,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("version_id", "name", name="uq_submission_attachment"),
     )
     with op.batch_alter_table("submission_attachment", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_submission_attachment_version_id"), ["version_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_submission_attachment_version_id"), ["version_id"], unique=False)
     # form ↔ form_version and submission ↔ submission_version point at each other: the "current"
     # pointers are added once both tables exist.
     with op.batch_alter_table("form") as batch_op:
-        batch_op.create_foreign_key(
-            "fk_form_current_version", "form_version", ["current_version_id"], ["id"]
-        )
+        batch_op.create_foreign_key("fk_form_current_version", "form_version", ["current_version_id"], ["id"])
     with op.batch_alter_table("submission") as batch_op:
         batch_op.create_foreign_key(
             "fk_submission_current_version", "submission_version", ["current_version_id"], ["id"]
