@@ -1,0 +1,39 @@
+"""Marshmallow schemas at the HTTP boundary, and the one way JSON bodies are loaded."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import request
+from marshmallow import Schema, ValidationError, fields
+
+from server import errors
+
+
+def load_json(schema: Schema) -> dict[str, Any]:
+    """The request's JSON body validated by ``schema``; a 400 Problem naming the bad fields otherwise."""
+    body = request.get_json(silent=True)
+    if body is None:
+        raise errors.bad_request("The request body must be JSON.")
+    try:
+        return schema.load(body)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise errors.bad_request("The request body is not valid.", fields=exc.messages) from None
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, as ODK Central writes dates."""
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SessionRequest(Schema):
+    email = fields.Email(required=True)
+    password = fields.String(required=True)
+
+
+class ProjectRequest(Schema):
+    name = fields.String(required=True)
+    description = fields.String(load_default=None, allow_none=True)
