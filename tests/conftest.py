@@ -259,8 +259,11 @@ def server_process(make_env: Callable[[], AppEnv]) -> Iterator[Callable[..., Ser
         proc.stop()
 
 
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
 @pytest.fixture
-def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+def run_cli() -> RunCli:
     """Run the real ``sarhad`` command: ``run_cli(env, "project", "create", "X", input=...)``."""
 
     def run(
