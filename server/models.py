@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import secrets
 from typing import Any
 
 from sqlalchemy import (
@@ -111,6 +112,13 @@ class Project(Base):
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Key of the keyed pseudonyms (HMAC) that replace personal data in analysts' exports: the same
+    # person gets the same pseudonym in every export; without the key it cannot be reversed.
+    pseudonym_key: Mapped[str] = mapped_column(String(64), default=lambda: secrets.token_hex(32))
+    # Whether coordinators (not only admins) may export personal data unredacted.
+    coordinators_see_personal: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Collect deviceIDs whose submissions are tests, left out of datasets.
+    test_device_ids: Mapped[list[Any]] = mapped_column(default=list)
 
     forms: Mapped[list[Form]] = relationship(back_populates="project")
 
@@ -166,6 +174,8 @@ class AppUser(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     revoked_at: Mapped[dt.datetime | None]
+    # A test device or trainee: its submissions are left out of datasets.
+    is_test: Mapped[bool] = mapped_column(Boolean, default=False)
 
     project: Mapped[Project] = relationship()
     __table_args__ = (UniqueConstraint("project_id", "display_name", name="uq_app_user_name"),)

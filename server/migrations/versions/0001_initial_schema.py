@@ -32,6 +32,9 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("archived", sa.Boolean(), nullable=False),
+        sa.Column("pseudonym_key", sa.String(length=64), nullable=False),
+        sa.Column("coordinators_see_personal", sa.Boolean(), nullable=False),
+        sa.Column("test_device_ids", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_project")),
         sa.UniqueConstraint("name", name=op.f("uq_project_name")),
     )
@@ -57,6 +60,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_by_id", sa.Integer(), nullable=True),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("is_test", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["created_by_id"],
             ["user_account.id"],
