@@ -48,13 +48,12 @@ def file_type_of(filename: str) -> str | None:
 
 
 def fallback_form_id(name: str | None) -> str | None:
-    """A form id made from a file name, used when the settings sheet names none (as Central does).
-
-    File names carry spaces and odd characters that make awkward URLs; keep letters, digits, ``._-``.
-    """
+    """A form id from a file name's stem or Central's ``X-XlsForm-FormId-Fallback`` header, used when
+    the settings sheet names none. File names carry spaces and odd characters that make awkward URLs:
+    keep letters, digits and ``._-``."""
     if not name:
         return None
-    cleaned = _UNSAFE_ID_CHARS.sub("_", Path(name).stem if "." in name else name).strip("._-")
+    cleaned = _UNSAFE_ID_CHARS.sub("_", name).strip("._-")
     return cleaned[:200] or None
 
 

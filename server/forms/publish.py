@@ -21,6 +21,7 @@ import hashlib
 import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -86,7 +87,7 @@ def source_from_xlsform(
     converted: Conversion = convert_xlsform(
         data,
         file_type,
-        fallback_id=fallback_id or fallback_form_id(filename),
+        fallback_id=fallback_form_id(fallback_id or Path(filename).stem),
         timeout=settings.conversion_timeout_seconds,
     )
     info = parse_xform(converted.xform, settings.max_xml_bytes)
