@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from server.users import create_user
 from tests.conftest import LiveServer
 
 PASSWORD = "correct horse battery"
+JAVA = shutil.which("java") is not None
 CONTENT_TYPES = {
     ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     ".xls": "application/vnd.ms-excel",
@@ -87,7 +89,8 @@ def test_every_corpus_form_publishes_or_is_refused_cleanly(corpus_dir: Path, liv
     published = 0
     for entry, project, result in zip(manifest, projects, results, strict=True):
         name, status, body = entry["file"], result["status"], result["body"]
-        if entry["odk_validate_passes"]:
+        # Without Java, ODK Validate cannot run (the server says so in a warning) and all forms publish.
+        if entry["odk_validate_passes"] or not JAVA:
             if status != 200:
                 failures.append(f"{name}: expected to publish, got {status} {result['text'][:300]}")
             elif result["xml_status"] != 200 or result["xml_md5"] != body["hash"]:
@@ -99,7 +102,7 @@ def test_every_corpus_form_publishes_or_is_refused_cleanly(corpus_dir: Path, liv
         elif status != 400 or body["code"] != "400.8" or not body["message"] or "Traceback" in result["text"]:
             failures.append(f"{name}: expected a clean 400, got {status} {result['text'][:300]}")
     assert not failures, "\n".join(failures)
-    assert published == sum(e["odk_validate_passes"] for e in manifest)
+    assert published == sum(e["odk_validate_passes"] or not JAVA for e in manifest)
 
     # Every published version carries its parsed field list (ingest and exports depend on it).
     with live_server.database.read() as session:

@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -332,3 +333,21 @@ def test_a_long_conversion_holds_no_lock_and_times_out(api: Api, slow_server: Li
     refused = result["r"]
     assert refused.status_code == 400 and "longer than 1 seconds" in refused.json()["message"]
     assert api.get("/big").status_code == 404
+
+
+def test_simultaneous_uploads_of_one_new_form(api: Api) -> None:
+    """Parallel first uploads of one form: one creates it, the others find it published (or are asked
+    to retry, 409), never a 500 and never two forms."""
+    xml = convert_xlsform(simple_form("racing", "1"), ".xlsx", fallback_id=None, timeout=60).xform.encode()
+    barrier = threading.Barrier(4)
+
+    def upload() -> requests.Response:
+        barrier.wait()
+        return api.upload(xml, content_type="application/xml")
+
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda _: upload(), range(4)))
+    outcomes = sorted(r.json().get("outcome") or r.json()["code"] for r in replies)
+    assert all(r.status_code in (200, 409) for r in replies), [r.text for r in replies]
+    assert outcomes.count("created") == 1 and set(outcomes) <= {"created", "already_published", "409.3"}
+    assert [v["version"] for v in api.get("/racing/versions").json()] == ["1"]

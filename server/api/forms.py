@@ -229,7 +229,7 @@ def delete_draft(project_id: int, xml_form_id: str) -> ResponseReturnValue:
 def upload_draft_attachment(project_id: int, xml_form_id: str, name: str) -> ResponseReturnValue:
     user = auth.require_project_role(project_id, *WRITE_ROLES)
     form = find_form(db.session(), project_id, xml_form_id, lock=True)
-    row = attach_to_draft(db.writer(), form, name, request.get_data(cache=False), user)
+    row = attach_to_draft(db.writer(), form, name, request.stream, user)
     return jsonify({"success": True, **attachment_json(row)})
 
 

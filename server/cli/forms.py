@@ -1,4 +1,4 @@
-"""``sarhad forms publish|list|state``.
+"""``sarhad forms publish|list``.
 
 ``publish`` takes XLSForms (.xlsx, .xls, .xlsm, .csv, .md) or XForms (.xml). Each file is converted
 before its transaction starts (conversion can take a while and must not hold the database), then
@@ -20,13 +20,11 @@ from server.errors import Problem
 from server.forms.publish import (
     FormSource,
     find_draft,
-    find_form,
     publish,
-    set_state,
     source_from_xform,
     source_from_xlsform,
 )
-from server.models import Form, FormState
+from server.models import Form
 from server.projects import find_project
 
 
@@ -56,7 +54,7 @@ def _one_line(problem: Problem) -> str:
 
 @click.group("forms")
 def forms_group() -> None:
-    """Forms: publish XLSForms with their media, list them, open or close them."""
+    """Forms: publish XLSForms with their media and list them."""
 
 
 @forms_group.command("publish")
@@ -115,19 +113,6 @@ def list_command(ctx: CliContext, project_ref: str) -> None:
             versions = len([v for v in form.versions if v.published_at is not None])
             columns = [form.xml_form_id, form.state, f"version {version}{note}", f"{versions} published"]
             click.echo("\t".join([*columns, media, title]))
-
-
-@forms_group.command("state")
-@click.argument("form_id")
-@click.argument("state", type=click.Choice([s.value for s in FormState]))
-@click.option("--project", "project_ref", required=True, help="Project id or name.")
-@pass_ctx
-def state_command(ctx: CliContext, form_id: str, state: str, project_ref: str) -> None:
-    """Open, close (refuse submissions) or set closing (hide from devices, still accept) a form."""
-    with ctx.write() as w:
-        project = find_project(w.session, project_ref)
-        set_state(w.session, find_form(w.session, project.id, form_id, lock=True), state, None, via="cli")
-    click.echo(f"{form_id} is now {state}")
 
 
 def register(main: click.Group) -> None:

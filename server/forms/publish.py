@@ -22,7 +22,7 @@ import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -377,15 +377,20 @@ def draft_from_current(writer: Writer, form: Form, actor: User | None, via: str 
     return Outcome(form, version, "draft", f"copied {form.xml_form_id} into a draft", [], missing)
 
 
-def attach_to_draft(writer: Writer, form: Form, name: str, data: bytes, actor: User | None) -> FormMedia:
-    """Store a media file the draft references (Central: 404 for a name the form does not use)."""
+def attach_to_draft(
+    writer: Writer, form: Form, name: str, content: bytes | BinaryIO, actor: User | None
+) -> FormMedia:
+    """Store a media file the draft references (Central: 404 for a name the form does not use).
+    ``content`` may be a stream (a video can be large): it is written to the blob store as it comes."""
     draft = find_draft(writer.session, form)
     if draft is None:
         raise errors.not_found(f"The form {form.xml_form_id!r} has no draft: create one first.")
     row = next((m for m in draft.media if m.name == name), None)
     if row is None:
         raise errors.not_found(f"The draft of {form.xml_form_id!r} does not use a media file named {name!r}.")
-    row.blob_sha256 = writer.store_bytes(data)
+    row.blob_sha256 = (
+        writer.store_bytes(content) if isinstance(content, bytes) else writer.store_stream(content)
+    )
     form.updated_at = utcnow()
     _audit(writer.session, "form.draft.attach", form, draft, actor, "api", attached=[name])
     return row
