@@ -183,7 +183,7 @@ def test_draft_flow_with_attachments(api: Api) -> None:
     published = api.post("/drafted/draft/publish")
     assert published.status_code == 200, published.text
     body = published.json()
-    assert body["outcome"] == "published" and ISO_Z.match(body["publishedAt"])
+    assert body["outcome"] == "published" and body["success"] is True and ISO_Z.match(body["publishedAt"])
     assert set(body["missingMedia"]) == {"logo.png", "districts.csv", "jamoats.csv"}
     assert any("logo.png" in w for w in body["warnings"])
     attachments = {a["name"]: a for a in api.get("/drafted/attachments").json()}

@@ -114,8 +114,10 @@ def attachment_json(row: FormMedia) -> dict[str, Any]:
 
 def _outcome_json(outcome: Outcome) -> dict[str, Any]:
     body = form_json(outcome.form, outcome.version)
-    # Sarhad's additions: what happened, in words and in fields (Central clients ignore extra keys).
+    # Central answers draft and publish calls with {"success": true} (pyodk reads it); Sarhad adds what
+    # happened, in words and in fields. Clients written for Central ignore the extra keys.
     body.update(
+        success=True,
         outcome=outcome.status,
         message=outcome.message,
         warnings=outcome.warnings,
