@@ -42,9 +42,11 @@ STREAM_BATCH = 500
 
 __all__ = [
     "Access",
+    "AttachmentRecord",
     "Filters",
     "SubmissionRecord",
     "access_for",
+    "iter_attachments",
     "iter_submissions",
     "parse_bound",
     "redact_value",
@@ -171,6 +173,11 @@ def _query(form: Form, project: Project, filters: Filters) -> Select[Any]:
         .where(Submission.form_id == form.id)
         .order_by(Submission.id)
     )
+    return _filtered(stmt, current, project, filters)
+
+
+def _filtered(stmt: Select[Any], current: Any, project: Project, filters: Filters) -> Select[Any]:
+    """The filters of a dataset, on a query of Submission joined with its current version and AppUser."""
     if not filters.include_deleted:
         stmt = stmt.where(Submission.deleted_at.is_(None))
     if filters.review_states:
@@ -233,3 +240,35 @@ def iter_submissions(
             attachments_expected=int(expected or 0),
             edits=max(int(versions or 1) - 1, 0),
         )
+
+
+@dataclass
+class AttachmentRecord:
+    version_id: int
+    instance_id: str
+    name: str
+    blob_sha256: str
+
+
+def iter_attachments(
+    session: Session, form: Form, filters: Filters | None = None
+) -> Iterator[AttachmentRecord]:
+    """Received files of the current versions of the submissions ``filters`` selects (streamed)."""
+    filters = filters or Filters()
+    project = session.get(Project, form.project_id)
+    assert project is not None
+    current = aliased(SubmissionVersion)
+    stmt = (
+        select(
+            current.id, Submission.instance_id, SubmissionAttachment.name, SubmissionAttachment.blob_sha256
+        )
+        .select_from(Submission)
+        .join(current, current.id == Submission.current_version_id)
+        .outerjoin(AppUser, AppUser.id == current.app_user_id)
+        .join(SubmissionAttachment, SubmissionAttachment.version_id == current.id)
+        .where(Submission.form_id == form.id, SubmissionAttachment.blob_sha256.is_not(None))
+        .order_by(Submission.id, SubmissionAttachment.name)
+    )
+    stmt = _filtered(stmt, current, project, filters)
+    for vid, iid, name, sha in session.execute(stmt.execution_options(yield_per=STREAM_BATCH)):
+        yield AttachmentRecord(vid, iid, name, sha)

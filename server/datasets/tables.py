@@ -1,0 +1,326 @@
+"""The tables of a dataset and the rows that fill them: flatten → clean → redact → label.
+
+Every format (CSV zip, XLSX, JSONL, GeoJSON) reads the same :class:`Dataset`: its :class:`Table` list
+(columns in ODK Central's order) and, per submission, the processed rows. Central's
+``submissions.csv.zip`` uses it with ``clean=False`` (the text as sent, Central's exact layout); Sarhad's
+own exports use ``clean=True`` (the cleaning pipeline of :mod:`server.datasets.clean` and an ``_issues``
+column). Redaction (:mod:`server.datasets.redact`) is applied in both, before labels.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from server.datasets import Filters, SubmissionRecord, iter_submissions
+from server.datasets.clean import clean_values, normalise, typed
+from server.datasets.flatten import TableRow, UnreadableXml, flatten
+from server.datasets.redact import Access, Treatment, redact_value
+from server.datasets.schema import Field, FormSchema
+from server.models import Form, ReviewState
+
+GEO_PARTS = ("Latitude", "Longitude", "Altitude", "Accuracy")
+ROOT_META = (
+    "KEY",
+    "SubmitterID",
+    "SubmitterName",
+    "AttachmentsPresent",
+    "AttachmentsExpected",
+    "Status",
+    "ReviewState",
+    "DeviceID",
+    "Edits",
+    "FormVersion",
+)
+ISSUES = "_issues"
+LABEL_SEPARATOR = "; "
+_UNSAFE_NAME = re.compile(r'[/\\?<>:*|"\x00-\x1f\x80-\x9f]')
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export and how. ``clean=False`` is ODK Central's raw layout."""
+
+    access: Access
+    filters: Filters = field(default_factory=Filters)
+    clean: bool = True
+    lang: str | None = None
+    labels: bool = False  # choice labels instead of codes
+    label_headers: bool = False  # question labels instead of column names
+    group_paths: bool = True
+    split_select_multiples: bool = False
+    attachments: bool = True
+    merged: bool = True  # fields of every published version (Central: deletedFields=true)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "clean": self.clean,
+            "lang": self.lang,
+            "labels": self.labels,
+            "label_headers": self.label_headers,
+            "group_paths": self.group_paths,
+            "split_select_multiples": self.split_select_multiples,
+            "attachments": self.attachments,
+            "merged_versions": self.merged,
+        }
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    field: Field | None = None
+    part: int | None = None  # geopoint part 0..3
+    choice: str | None = None  # split select_multiple choice
+    meta: str | None = None  # SubmissionDate, KEY, PARENT_KEY, ..., _issues
+
+
+@dataclass
+class Table:
+    repeat: Field | None  # None: the root table
+    name: str  # Central's file name without .csv: formId or formId-repeat(~n)
+    columns: list[Column]
+
+    @property
+    def path(self) -> str | None:
+        return self.repeat.rel if self.repeat else None
+
+
+@dataclass
+class OutRow:
+    """A processed row: display values (text) by field path, its issues, and for root rows its record."""
+
+    table: str | None
+    key: str
+    parent_key: str | None
+    values: dict[str, str]
+    issues: list[str]
+    record: SubmissionRecord
+    # select_multiple answers as choice codes (after redaction, before labels): split columns use them.
+    choices: dict[str, list[str]] = field(default_factory=dict)
+
+
+def sanitize_filename(name: str) -> str:
+    """Close to the sanitize-filename package Central uses: unsafe characters removed."""
+    cleaned = _UNSAFE_NAME.sub("", name).strip().rstrip(".")
+    return cleaned[:255] or "_"
+
+
+def submission_date(value: dt.datetime) -> str:
+    """JavaScript's ``toISOString()``: ``2026-05-01T10:00:00.000Z``."""
+    utc = value.astimezone(dt.UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def _basename(f: Field, table_path: str, opts: ExportOptions) -> str:
+    if opts.label_headers:
+        label = f.label(opts.lang)
+        if label:
+            return label
+    if not opts.group_paths:
+        return f.name
+    return f.rel[len(table_path) + 1 :].replace("/", "-")
+
+
+def build_tables(
+    schema: FormSchema, opts: ExportOptions, select_values: dict[str, list[str]] | None = None
+) -> list[Table]:
+    """The root table and one table per repeat, with Central's column order and file names."""
+    root_columns = [Column("SubmissionDate", meta="SubmissionDate")]
+    root_columns += _field_columns(schema.table_fields(None), "", opts, select_values)
+    root_columns += [Column(name, meta=name) for name in ROOT_META]
+    if opts.clean:
+        root_columns.append(Column(ISSUES, meta=ISSUES))
+    tables = [Table(None, sanitize_filename(schema.xml_form_id), root_columns)]
+    repeats = schema.repeats
+    totals: dict[str, int] = {}
+    for r in repeats:
+        totals[r.name] = totals.get(r.name, 0) + 1
+    counts: dict[str, int] = {}
+    for r in repeats:
+        columns = _field_columns(schema.table_fields(r.rel), r.rel, opts, select_values)
+        columns += [Column("PARENT_KEY", meta="PARENT_KEY"), Column("KEY", meta="KEY")]
+        if opts.clean:
+            columns.append(Column(ISSUES, meta=ISSUES))
+        name = f"{schema.xml_form_id}-{r.name}"
+        if totals[r.name] > 1:
+            counts[r.name] = counts.get(r.name, 0) + 1
+            name += f"~{counts[r.name]}"
+        tables.append(Table(r, sanitize_filename(name), columns))
+    return tables
+
+
+def _field_columns(
+    fields: list[Field], table_path: str, opts: ExportOptions, select_values: dict[str, list[str]] | None
+) -> list[Column]:
+    columns = []
+    for f in fields:
+        base = _basename(f, table_path, opts)
+        if f.type == "geopoint":
+            columns += [Column(f"{base}-{part}", f, part=i) for i, part in enumerate(GEO_PARTS)]
+        else:
+            columns.append(Column(base, f))
+            if f.select_multiple and select_values is not None:
+                columns += [Column(f"{base}/{v}", f, choice=v) for v in select_values.get(f.rel, [])]
+    if opts.label_headers:
+        seen: dict[str, int] = {}
+        unique = []
+        for c in columns:
+            seen[c.header] = seen.get(c.header, 0) + 1
+            unique.append(c if seen[c.header] == 1 else Column(f"{c.header} ({seen[c.header]})", **_rest(c)))
+        columns = unique
+    return columns
+
+
+def _rest(c: Column) -> dict[str, Any]:
+    return {"field": c.field, "part": c.part, "choice": c.choice, "meta": c.meta}
+
+
+def review_state_text(state: str) -> str:
+    """Central leaves ReviewState empty for a submission nobody reviewed yet."""
+    return "" if state == ReviewState.RECEIVED else state
+
+
+def meta_value(meta: str, row: OutRow) -> str:
+    record = row.record
+    if meta == "SubmissionDate":
+        return submission_date(record.created_at)
+    if meta == "KEY":
+        return row.key
+    if meta == "PARENT_KEY":
+        return row.parent_key or ""
+    if meta == ISSUES:
+        return LABEL_SEPARATOR.join(row.issues)
+    values = {
+        "SubmitterID": "" if record.submitter_id is None else str(record.submitter_id),
+        "SubmitterName": record.submitter_name or "",
+        "AttachmentsPresent": str(record.attachments_present),
+        "AttachmentsExpected": str(record.attachments_expected),
+        "Status": "not decrypted" if record.encrypted else "",
+        "ReviewState": review_state_text(record.review_state),
+        "DeviceID": record.device_id or "",
+        "Edits": str(record.edits),
+        "FormVersion": record.form_version,
+    }
+    return values[meta]
+
+
+def cell_text(column: Column, row: OutRow) -> str | int:
+    """The CSV text of one cell (Central's rules: geopoints split on whitespace; split choices 1/0)."""
+    if column.meta is not None:
+        return meta_value(column.meta, row)
+    f = column.field
+    assert f is not None
+    value = row.values.get(f.rel)
+    if column.part is not None:
+        parts = value.split() if value else []
+        return parts[column.part] if column.part < len(parts) else ""
+    if column.choice is not None:
+        return 1 if column.choice in row.choices.get(f.rel, ()) else 0
+    return value if value is not None else ""
+
+
+@dataclass
+class Dataset:
+    """The rows of one export, streamed submission by submission."""
+
+    session: Session
+    form: Form
+    schema: FormSchema
+    opts: ExportOptions
+    # Attachments this requester may receive, as (version id, file name); None = all of them (raw).
+    allowed_attachments: set[tuple[int, str]] | None = None
+
+    def __post_init__(self) -> None:
+        self._fields_by_table: dict[str | None, list[Field]] = {None: self.schema.table_fields(None)}
+        for r in self.schema.repeats:
+            self._fields_by_table[r.rel] = self.schema.table_fields(r.rel)
+        self._treatments = {f.rel: self.opts.access.treatment(f) for f in self.schema.fields}
+        if not self.opts.access.raw:
+            self.allowed_attachments = set()
+
+    def treatment(self, f: Field) -> Treatment:
+        return self._treatments[f.rel]
+
+    def records(self) -> Iterator[SubmissionRecord]:
+        return iter_submissions(self.session, self.form, self.opts.filters)
+
+    def submissions(self) -> Iterator[list[OutRow]]:
+        """Per submission: its root row first, then its repeat rows in document order."""
+        for record in self.records():
+            yield self.process(record)
+
+    def process(self, record: SubmissionRecord) -> list[OutRow]:
+        if record.encrypted:
+            return [OutRow(None, record.instance_id, None, {}, [], record)]
+        try:
+            flat = list(flatten(record.xml, self.schema.by_rel, record.instance_id))
+        except UnreadableXml as exc:
+            row = OutRow(None, record.instance_id, None, {}, [f"unreadable XML: {exc}"], record)
+            return [row]
+        return [self._process_row(row, record) for row in flat]
+
+    def _process_row(self, row: TableRow, record: SubmissionRecord) -> OutRow:
+        fields = self._fields_by_table.get(row.table, [])
+        issues: list[str] = []
+        if self.opts.clean:
+            cleaned = clean_values(fields, row.values, record.form_version)
+            issues = [i.text(self._treatments[i.field.rel] is Treatment.RAW) for i in cleaned.issues]
+            texts = {rel: normalise(self.schema.by_rel[rel], row.values[rel]) for rel in cleaned.values}
+        else:
+            texts = dict(row.values)
+        out: dict[str, str] = {}
+        choices: dict[str, list[str]] = {}
+        for f in fields:
+            value = texts.get(f.rel)
+            if value is None:
+                continue
+            treatment = self._treatments[f.rel]
+            if treatment is not Treatment.RAW:
+                value = redact_value(self.opts.access, f, value)
+                if value is None:
+                    continue
+            elif f.binary and self.allowed_attachments is not None:
+                self.allowed_attachments.add((record.version_id, value))
+            if f.select_multiple:
+                choices[f.rel] = value.split()
+            if self.opts.labels and f.choices and treatment is Treatment.RAW:
+                value = self._label(f, value)
+            out[f.rel] = value
+        return OutRow(row.table, row.key, row.parent_key, out, issues, record, choices)
+
+    def _label(self, f: Field, value: str) -> str:
+        if f.select_multiple:
+            return LABEL_SEPARATOR.join(f.choice_label(v, self.opts.lang) or v for v in value.split())
+        return f.choice_label(value, self.opts.lang) or value
+
+    def select_values(self) -> dict[str, list[str]]:
+        """Central's splitSelectMultiples columns: every choice seen in the data, sorted."""
+        seen: dict[str, set[str]] = {f.rel: set() for f in self.schema.fields if f.select_multiple}
+        saved = self.allowed_attachments
+        for rows in self.submissions():
+            for row in rows:
+                for rel, values in row.choices.items():
+                    seen[rel].update(values)
+        self.allowed_attachments = saved if saved is None else set()
+        return {rel: sorted(values) for rel, values in seen.items()}
+
+
+def typed_value(dataset: Dataset, f: Field, value: str) -> Any:
+    """A display value typed for JSON/XLSX: numbers, ISO dates, Geopoint, choice lists; text otherwise."""
+    treatment = dataset.treatment(f)
+    if treatment in (Treatment.PSEUDONYMISE, Treatment.DROP):
+        return value
+    if dataset.opts.labels and f.choices:
+        return value.split(LABEL_SEPARATOR) if f.select_multiple else value
+    result, _problem = typed(f, value)
+    return result
+
+
+def basename(f: Field, table: Table, opts: ExportOptions) -> str:
+    """The column name of a field in its table (geopoints unsplit)."""
+    return _basename(f, table.path or "", opts)
