@@ -6,7 +6,7 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -18,7 +18,7 @@ from server.forms.convert import convert_xlsform
 from server.models import AuditEvent
 from server.projects import create_project
 from server.users import create_user
-from tests.conftest import AppEnv, LiveServer, serve_in_thread
+from tests.conftest import AppEnv, LiveServer, ServerProcess, serve_in_thread
 from tests.test_forms_publish import rich_form, simple_form, xlsform
 
 PASSWORD = "correct horse battery"
@@ -351,3 +351,28 @@ def test_simultaneous_uploads_of_one_new_form(api: Api) -> None:
     assert all(r.status_code in (200, 409) for r in replies), [r.text for r in replies]
     assert outcomes.count("created") == 1 and set(outcomes) <= {"created", "already_published", "409.3"}
     assert [v["version"] for v in api.get("/racing/versions").json()] == ["1"]
+
+
+def test_publish_under_gunicorn(
+    server_process: Callable[..., ServerProcess], make_env: Callable[[], AppEnv]
+) -> None:
+    """The deployment path: a gunicorn worker thread starts the conversion process."""
+    env = make_env()
+    app = env.app()
+    with app.extensions["sarhad.db"].write() as w:
+        project = create_project(w.session, "Gunicorn forms").id
+        create_user(w.session, "gunicorn-forms@example.org", PASSWORD, "admin")
+    app.extensions["sarhad.db"].engine.dispose()
+    server = server_process(env)
+    headers = _token(server.url, "gunicorn-forms@example.org")
+    r = requests.post(
+        f"{server.url}/v1/projects/{project}/forms?publish=true",
+        data=rich_form("9", form_id="under_gunicorn"),
+        headers={**headers, "Content-Type": XLSX},
+        timeout=120,
+    )
+    assert r.status_code == 200 and r.json()["version"] == "9", r.text
+    xml = requests.get(
+        f"{server.url}/v1/projects/{project}/forms/under_gunicorn.xml", headers=headers, timeout=30
+    )
+    assert hashlib.md5(xml.content).hexdigest() == r.json()["hash"]

@@ -183,9 +183,11 @@ def _lock_or_create_form(writer: Writer, project: Project, form_id: str) -> tupl
             raise errors.conflict(f"A deleted form in this project used the id {form_id!r}; choose another.")
         return existing, False
     form = Form(project_id=project.id, xml_form_id=form_id, state=FormState.OPEN)
-    session.add(form)
     try:
+        # In a savepoint: when another upload created the same form a moment ago, the unique constraint
+        # refuses this one and the caller gets a clear 409 instead of a failed transaction.
         with session.begin_nested():
+            session.add(form)
             session.flush()
     except IntegrityError:
         raise errors.conflict(
