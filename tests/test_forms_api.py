@@ -229,6 +229,8 @@ def test_form_id_fallback_header(api: Api) -> None:
     r = api.upload(no_id, headers={"X-XlsForm-FormId-Fallback": "from%20header"})
     assert r.status_code == 200, r.text
     assert r.json()["xmlFormId"] == "from_header"
+    bare = api.upload(no_id)  # no header either: pyxform's default id
+    assert bare.status_code == 200 and bare.json()["xmlFormId"] == "data"
 
 
 def test_state_changes_are_audited(api: Api, live_server: LiveServer) -> None:

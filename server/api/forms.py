@@ -19,12 +19,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from flask import Response, g, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
-from server import auth, db, errors
+from server import auth, db, errors, settings_of
 from server.api import api
 from server.api.schemas import iso, load_json
 from server.config import Settings
@@ -58,9 +58,7 @@ class FormStateRequest(Schema):
 
 
 def _settings() -> Settings:
-    from flask import current_app
-
-    return current_app.config["SARHAD"]  # type: ignore[no-any-return]
+    return settings_of(current_app)
 
 
 def _flag(name: str) -> bool:
@@ -162,7 +160,8 @@ def _read_upload(required: bool = True) -> FormSource | None:
         )
     fallback = request.headers.get("X-XlsForm-FormId-Fallback")
     fallback = unquote(fallback).strip() if fallback else None
-    return source_from_xlsform(data, f"{fallback or 'form'}{file_type}", settings, fallback_id=fallback)
+    filename = f"{fallback}{file_type}" if fallback else None
+    return source_from_xlsform(data, settings, filename=filename, file_type=file_type, fallback_id=fallback)
 
 
 @db.write_request

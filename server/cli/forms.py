@@ -32,7 +32,7 @@ def _read_source(ctx: CliContext, path: Path) -> FormSource:
     data = path.read_bytes()
     if path.suffix.lower() == ".xml":
         return source_from_xform(data, ctx.settings)
-    return source_from_xlsform(data, path.name, ctx.settings)
+    return source_from_xlsform(data, ctx.settings, filename=path.name)
 
 
 def _media_beside(path: Path, source: FormSource) -> dict[str, bytes]:

@@ -78,16 +78,26 @@ class Outcome:
 
 
 def source_from_xlsform(
-    data: bytes, filename: str, settings: Settings, fallback_id: str | None = None
+    data: bytes,
+    settings: Settings,
+    *,
+    filename: str | None = None,
+    file_type: str | None = None,
+    fallback_id: str | None = None,
 ) -> FormSource:
-    """Convert a spreadsheet (in a child process, time-limited) and parse the XForm it gives."""
-    file_type = file_type_of(filename)
+    """Convert a spreadsheet (in a child process, time-limited) and parse the XForm it gives.
+
+    The file type comes from ``file_type`` (".xlsx"...) or the file name. When the settings sheet names
+    no form id, the form takes ``fallback_id`` (Central's X-XlsForm-FormId-Fallback), else the file
+    name's stem, else pyxform's default ("data").
+    """
+    file_type = file_type or (file_type_of(filename) if filename else None)
     if file_type is None:
         raise errors.invalid_form(f"{filename!r} is not an XLSForm (.xlsx, .xls, .xlsm, .csv or .md).")
     converted: Conversion = convert_xlsform(
         data,
         file_type,
-        fallback_id=fallback_form_id(fallback_id or Path(filename).stem),
+        fallback_id=fallback_form_id(fallback_id or (Path(filename).stem if filename else None)),
         timeout=settings.conversion_timeout_seconds,
     )
     info = parse_xform(converted.xform, settings.max_xml_bytes)
