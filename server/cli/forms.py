@@ -81,6 +81,10 @@ def publish_command(ctx: CliContext, files: tuple[Path, ...], project_ref: str) 
             failed += 1
             click.echo(f"error: {path}: {_one_line(problem)}", err=True)
             continue
+        except OSError as exc:  # unreadable file or media: say which, go on with the others
+            failed += 1
+            click.echo(f"error: {path}: cannot read {exc.filename or 'the file'}: {exc.strerror}", err=True)
+            continue
         click.echo("\n".join(lines))
     if failed:
         sys.exit(1)
