@@ -393,6 +393,70 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Field hubs and sync (issue 4): hub credentials issued by central, resumable blob uploads, and the
+# receipts of what central confirmed to each hub (the base of its signed completeness statement).
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Hub(Base):
+    """A field hub allowed to push to central. Signs in with a token; only its sha256 is stored."""
+
+    __tablename__ = "hub"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    revoked_at: Mapped[dt.datetime | None]
+    last_seen_at: Mapped[dt.datetime | None]
+
+    projects: Mapped[list[Project]] = relationship(secondary="hub_project", order_by="Project.id")
+
+
+class HubProject(Base):
+    """The projects a hub may push to and pull forms from."""
+
+    __tablename__ = "hub_project"
+    hub_id: Mapped[int] = mapped_column(ForeignKey("hub.id"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), primary_key=True)
+
+
+class SyncUpload(Base):
+    """A blob a hub is uploading in chunks; the bytes so far sit in DATA_DIR/sync-uploads."""
+
+    __tablename__ = "sync_upload"
+    hub_id: Mapped[int] = mapped_column(ForeignKey("hub.id"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    # Bytes confirmed so far: the next chunk must start here.
+    received: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SyncReceipt(Base):
+    """One submission version (or kept conflict) that central confirmed holding for a hub."""
+
+    __tablename__ = "sync_receipt"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hub_id: Mapped[int] = mapped_column(ForeignKey("hub.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"))
+    xml_form_id: Mapped[str] = mapped_column(String(255))
+    instance_id: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    # Attachment name → sha256 of the files central holds with it.
+    attachments: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # How central holds it: "version" (a submission version) or "conflict" (kept for review).
+    held_as: Mapped[str] = mapped_column(String(10))
+    confirmed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    __table_args__ = (
+        UniqueConstraint(
+            "hub_id", "project_id", "xml_form_id", "instance_id", "sha256", name="uq_sync_receipt"
+        ),
+    )
+
+
 __all__ = [
     "AppUser",
     "AuditEvent",
@@ -406,6 +470,8 @@ __all__ = [
     "FormMedia",
     "FormState",
     "FormVersion",
+    "Hub",
+    "HubProject",
     "Project",
     "ProjectRole",
     "ReviewState",
@@ -414,6 +480,8 @@ __all__ = [
     "Submission",
     "SubmissionAttachment",
     "SubmissionVersion",
+    "SyncReceipt",
+    "SyncUpload",
     "User",
     "WebSession",
 ]

@@ -1,0 +1,185 @@
+"""Resumable blob uploads by content hash, in chunks.
+
+A hub first asks where an upload stands (``start``: creates the session, or says the blob is already
+here), then appends chunks, each with the offset it starts at. A chunk is written to its own temporary
+file *before* the database transaction opens (a slow link must not hold the write lock), then appended
+to ``DATA_DIR/sync-uploads/<hub>-<sha256>.part`` and the confirmed offset committed in one short
+transaction. When the last byte arrives the file's sha256 is checked and it becomes an ordinary blob.
+A cut loses at most the chunk in flight: the next attempt asks for the offset and continues there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session
+
+from server import audit, errors
+from server.db import Database
+from server.models import Blob, Hub, SyncUpload, utcnow
+from server.sync.holdings import lock_hub
+
+COPY = 256 * 1024
+SHA256_HEX = set("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class UploadState:
+    sha256: str
+    size: int
+    received: int
+    complete: bool
+
+    def as_json(self) -> dict[str, object]:
+        return {"sha256": self.sha256, "size": self.size, "offset": self.received, "complete": self.complete}
+
+
+def check_sha256(value: str) -> str:
+    if len(value) != 64 or not set(value) <= SHA256_HEX:
+        raise errors.bad_request("A blob is named by the lowercase hex sha256 of its content.", sha256=value)
+    return value
+
+
+def upload_dir(data_dir: Path) -> Path:
+    folder = data_dir / "sync-uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _part(data_dir: Path, hub: Hub, sha256: str) -> Path:
+    return upload_dir(data_dir) / f"{hub.id}-{sha256}.part"
+
+
+def start(session: Session, data_dir: Path, hub: Hub, sha256: str, size: int) -> UploadState:
+    """Open (or report) the upload of a blob of ``size`` bytes."""
+    check_sha256(sha256)
+    if size < 0:
+        raise errors.bad_request("A blob's size cannot be negative.")
+    blob = session.get(Blob, sha256)
+    if blob is not None:
+        return UploadState(sha256, blob.size, blob.size, True)
+    upload = session.get(SyncUpload, (hub.id, sha256))
+    if upload is not None and upload.size != size:
+        # The same content cannot have two sizes: the earlier session was wrong; start over.
+        session.delete(upload)
+        session.flush()
+        upload = None
+    if upload is None:
+        _part(data_dir, hub, sha256).unlink(missing_ok=True)
+        upload = SyncUpload(hub_id=hub.id, sha256=sha256, size=size, received=0)
+        session.add(upload)
+        session.flush()
+    return UploadState(sha256, upload.size, upload.received, False)
+
+
+def status(session: Session, hub: Hub, sha256: str) -> UploadState:
+    check_sha256(sha256)
+    blob = session.get(Blob, sha256)
+    if blob is not None:
+        return UploadState(sha256, blob.size, blob.size, True)
+    upload = session.get(SyncUpload, (hub.id, sha256))
+    if upload is None:
+        raise errors.not_found(f"No upload of {sha256} is under way; start it with POST /v1/sync/uploads.")
+    return UploadState(sha256, upload.size, upload.received, False)
+
+
+def _receive(stream: BinaryIO, target: Path, limit: int) -> int:
+    """Copy the request body to ``target``; at most ``limit`` bytes."""
+    size = 0
+    with target.open("wb") as out:
+        while chunk := stream.read(COPY):
+            size += len(chunk)
+            if size > limit:
+                raise errors.too_large(limit)
+            out.write(chunk)
+    return size
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def append(
+    database: Database, data_dir: Path, hub_id: int, sha256: str, offset: int, body: BinaryIO, limit: int
+) -> UploadState:
+    """Append one chunk that starts at ``offset``; a wrong offset is a 409 naming the right one."""
+    check_sha256(sha256)
+    folder = upload_dir(data_dir)
+    chunk = folder / f"{hub_id}-{sha256}.{uuid.uuid4().hex}.chunk"
+    corrupt = False
+    try:
+        length = _receive(body, chunk, limit)
+        with database.write() as writer:
+            session = writer.session
+            hub = session.get(Hub, hub_id)
+            assert hub is not None
+            lock_hub(session, hub)
+            blob = session.get(Blob, sha256)
+            if blob is not None:
+                return UploadState(sha256, blob.size, blob.size, True)
+            upload = session.get(SyncUpload, (hub.id, sha256))
+            if upload is None:
+                raise errors.not_found(
+                    f"No upload of {sha256} is under way; start it with POST /v1/sync/uploads."
+                )
+            if offset != upload.received:
+                raise errors.conflict(
+                    f"This chunk starts at byte {offset} but central has confirmed {upload.received} bytes; "
+                    "send from there.",
+                    code="409.20",
+                    offset=upload.received,
+                )
+            if offset + length > upload.size:
+                raise errors.bad_request(
+                    f"The chunk goes past the announced size ({upload.size} bytes).", size=upload.size
+                )
+            part = _part(data_dir, hub, sha256)
+            # Bytes past the confirmed offset are from a chunk whose commit never happened: cut them.
+            with part.open("r+b" if part.exists() else "w+b") as out:
+                out.truncate(offset)
+                out.seek(offset)
+                with chunk.open("rb") as src:
+                    shutil.copyfileobj(src, out, COPY)
+                out.flush()
+                os.fsync(out.fileno())
+            upload.received = offset + length
+            upload.updated_at = utcnow()
+            if upload.received < upload.size:
+                return UploadState(sha256, upload.size, upload.received, False)
+            session.delete(upload)
+            if _sha256_of(part) != sha256:
+                corrupt = True  # commit the deletion, then refuse
+            else:
+                with part.open("rb") as fh:
+                    writer.store_stream(fh)
+                audit.record(
+                    session,
+                    "sync.blob",
+                    target_type="hub",
+                    target_id=hub.id,
+                    hub=hub.name,
+                    sha256=sha256,
+                    size=upload.size,
+                )
+            size = upload.size
+        _part(data_dir, hub, sha256).unlink(missing_ok=True)
+        if corrupt:
+            raise errors.unprocessable(
+                "The uploaded bytes do not match their sha256; the upload was discarded, start it again.",
+                sha256=sha256,
+            )
+        return UploadState(sha256, size, size, True)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            chunk.unlink()
