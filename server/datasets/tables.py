@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from server.datasets import Filters, SubmissionRecord, iter_submissions
 from server.datasets.clean import clean_values, normalise, typed
 from server.datasets.flatten import TableRow, UnreadableXml, flatten
-from server.datasets.redact import Access, Treatment, redact_value
+from server.datasets.redact import Access, Treatment, pseudonym, redact_value
 from server.datasets.schema import Field, FormSchema
 from server.models import Form, ReviewState
 
@@ -255,6 +255,14 @@ class Dataset:
             yield self.process(record)
 
     def process(self, record: SubmissionRecord) -> list[OutRow]:
+        if not self.opts.access.raw:
+            # Device ids and app-user names identify people too (forms tag ``deviceid`` personal).
+            key = self.opts.access.key
+            record = replace(
+                record,
+                device_id=pseudonym(key, record.device_id) if record.device_id else None,
+                submitter_name=pseudonym(key, record.submitter_name) if record.submitter_name else None,
+            )
         if record.encrypted:
             return [OutRow(None, record.instance_id, None, {}, [], record)]
         try:
