@@ -184,7 +184,7 @@ def create_form(project_id: int) -> ResponseReturnValue:
 
 
 @api.post("/projects/<int:project_id>/forms/<xml_form_id>/draft")
-def create_draft(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+def create_form_draft(project_id: int, xml_form_id: str) -> ResponseReturnValue:
     """A new draft from the body, or (empty body) a copy of the published version."""
     _authorize_upload(project_id)
     source = _read_upload(required=False)
@@ -219,7 +219,7 @@ def publish_form_draft(project_id: int, xml_form_id: str) -> ResponseReturnValue
 
 @api.delete("/projects/<int:project_id>/forms/<xml_form_id>/draft")
 @db.write_request
-def delete_draft(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+def delete_form_draft(project_id: int, xml_form_id: str) -> ResponseReturnValue:
     user = auth.require_project_role(project_id, *WRITE_ROLES)
     discard_draft(db.writer(), find_form(db.session(), project_id, xml_form_id, lock=True), user)
     return jsonify({"success": True})
@@ -227,7 +227,7 @@ def delete_draft(project_id: int, xml_form_id: str) -> ResponseReturnValue:
 
 @api.post("/projects/<int:project_id>/forms/<xml_form_id>/draft/attachments/<name>")
 @db.write_request
-def upload_draft_attachment(project_id: int, xml_form_id: str, name: str) -> ResponseReturnValue:
+def upload_form_draft_attachment(project_id: int, xml_form_id: str, name: str) -> ResponseReturnValue:
     user = auth.require_project_role(project_id, *WRITE_ROLES)
     form = find_form(db.session(), project_id, xml_form_id, lock=True)
     row = attach_to_draft(db.writer(), form, name, request.stream, user)
@@ -278,7 +278,7 @@ def get_form_xml(project_id: int, xml_form_id: str) -> ResponseReturnValue:
 
 
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/versions")
-def list_versions(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+def list_form_versions(project_id: int, xml_form_id: str) -> ResponseReturnValue:
     form = _readable_form(project_id, xml_form_id)
     return jsonify([form_json(form, v) for v in published_versions(db.session(), form)])
 
@@ -291,13 +291,13 @@ def _version(form: Form, version: str) -> FormVersion:
 
 
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/versions/<version>")
-def get_version(project_id: int, xml_form_id: str, version: str) -> ResponseReturnValue:
+def get_form_version(project_id: int, xml_form_id: str, version: str) -> ResponseReturnValue:
     form = _readable_form(project_id, xml_form_id)
     return jsonify(form_json(form, _version(form, version)))
 
 
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/versions/<version>.xml")
-def get_version_xml(project_id: int, xml_form_id: str, version: str) -> ResponseReturnValue:
+def get_form_version_xml(project_id: int, xml_form_id: str, version: str) -> ResponseReturnValue:
     form = _readable_form(project_id, xml_form_id)
     return _xml_response(_version(form, version).xml)
 
@@ -310,18 +310,18 @@ def _draft(form: Form) -> FormVersion:
 
 
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/draft")
-def get_draft(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+def get_form_draft(project_id: int, xml_form_id: str) -> ResponseReturnValue:
     form = _readable_form(project_id, xml_form_id)
     return jsonify(form_json(form, _draft(form)))
 
 
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/draft.xml")
-def get_draft_xml(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+def get_form_draft_xml(project_id: int, xml_form_id: str) -> ResponseReturnValue:
     return _xml_response(_draft(_readable_form(project_id, xml_form_id)).xml)
 
 
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/attachments")
-def list_attachments(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+def list_form_attachments(project_id: int, xml_form_id: str) -> ResponseReturnValue:
     form = _readable_form(project_id, xml_form_id)
     if form.current_version is None:
         raise errors.not_found(f"The form {xml_form_id!r} has no published version (only a draft).")
@@ -329,7 +329,7 @@ def list_attachments(project_id: int, xml_form_id: str) -> ResponseReturnValue:
 
 
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/draft/attachments")
-def list_draft_attachments(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+def list_form_draft_attachments(project_id: int, xml_form_id: str) -> ResponseReturnValue:
     form = _readable_form(project_id, xml_form_id)
     return jsonify([attachment_json(m) for m in _draft(form).media])
 
@@ -343,12 +343,12 @@ def _attachment_file(version: FormVersion | None, name: str) -> Response:
 
 
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/attachments/<name>")
-def get_attachment(project_id: int, xml_form_id: str, name: str) -> ResponseReturnValue:
+def get_form_attachment(project_id: int, xml_form_id: str, name: str) -> ResponseReturnValue:
     form = _readable_form(project_id, xml_form_id)
     return _attachment_file(form.current_version, name)
 
 
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/draft/attachments/<name>")
-def get_draft_attachment(project_id: int, xml_form_id: str, name: str) -> ResponseReturnValue:
+def get_form_draft_attachment(project_id: int, xml_form_id: str, name: str) -> ResponseReturnValue:
     form = _readable_form(project_id, xml_form_id)
     return _attachment_file(_draft(form), name)
