@@ -31,6 +31,7 @@ from server.datasets.schema import Field
 
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _WHITESPACE = re.compile(r"\s+")
+NEEDS_NORMALISING = re.compile(r"[\t\n\r\f\v\u00a0]| {2}|^\s|\s$")
 _INT = re.compile(r"^[+-]?\d+$")
 
 
@@ -38,6 +39,8 @@ def normalise(f: Field, value: str | None) -> str | None:
     """Whitespace rule (module docstring, 1)."""
     if value is None:
         return None
+    if not NEEDS_NORMALISING.search(value):
+        return value or None  # the common case: one scan, nothing to change
     if f.multiline:
         lines = [_SPACES.sub(" ", line).strip() for line in value.replace("\r\n", "\n").split("\n")]
         text = "\n".join(lines).strip()
@@ -71,6 +74,9 @@ def parse_geopoint(value: str) -> Geopoint | None:
     if len(numbers) < 2 or not (-90 <= numbers[0] <= 90 and -180 <= numbers[1] <= 180):
         return None
     return Geopoint(*numbers)  # type: ignore[arg-type]
+
+
+TYPED_KINDS = {"int", "decimal", "date", "dateTime", "geopoint"}
 
 
 def typed(f: Field, value: str) -> tuple[Any, str | None]:
@@ -260,28 +266,47 @@ class Issue:
 class CleanRow:
     """One row after cleaning: typed values by field path, and its issues in order."""
 
-    values: dict[str, Any] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)  # normalised text, empty values left out
     issues: list[Issue] = field(default_factory=list)
 
 
 def clean_values(fields: Iterable[Field], raw: dict[str, str], form_version: str) -> CleanRow:
-    """Clean one row's values: ``fields`` are the row's table's leaf fields."""
+    """Clean one row's values: ``fields`` are the row's table's leaf fields. Types are checked here;
+    the typed values themselves are made by the formats that want them (:func:`typed`)."""
     out = CleanRow()
     for f in fields:
-        value = normalise(f, raw.get(f.rel))
+        text = raw.get(f.rel)
+        value = normalise(f, text) if text is not None else None
         if value is None:
-            if f.required and not f.conditional and not f.calculate and form_version in f.versions:
-                out.issues.append(Issue(f, "required but empty"))
+            if issue := required_issue(f, form_version):
+                out.issues.append(issue)
             continue
-        typed_value, problem = typed(f, value)
-        if problem:
-            out.issues.append(Issue(f, problem, value))
-        else:
-            check = compile_constraint(f.constraint)
-            if check is not None and not _safe(check, value):
-                out.issues.append(Issue(f, f"breaks its constraint {f.constraint}", value))
-        out.values[f.rel] = typed_value
+        if issue := check_value(f, value):
+            out.issues.append(issue)
+        out.values[f.rel] = value
     return out
+
+
+def check_value(f: Field, value: str) -> Issue | None:
+    """The problem of one normalised, non-empty value (type, then simple constraint), if any."""
+    problem = typed(f, value)[1] if f.type in TYPED_KINDS else None
+    if problem:
+        return Issue(f, problem, value)
+    check = compile_constraint(f.constraint)
+    if check is not None and not _safe(check, value):
+        return Issue(f, f"breaks its constraint {f.constraint}", value)
+    return None
+
+
+def required_issue(f: Field, form_version: str) -> Issue | None:
+    """An empty value of a required question that was certainly asked (module docstring, 3)."""
+    if f.required and not f.conditional and not f.calculate and form_version in f.versions:
+        return Issue(f, "required but empty")
+    return None
+
+
+def needs_normalising(value: str) -> bool:
+    return NEEDS_NORMALISING.search(value) is not None
 
 
 def _safe(check: Check, value: str) -> bool:

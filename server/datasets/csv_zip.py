@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from server.datasets import iter_attachments
 from server.datasets.codebook import CODEBOOK_HEADER, CONFLICT_HEADER, codebook_lines, conflict_lines
-from server.datasets.tables import Dataset, OutRow, Table, cell_text, sanitize_filename
+from server.datasets.tables import Dataset, OutRow, Table, sanitize_filename
 
 CHUNK_BYTES = 256 * 1024
 COMPRESS_LEVEL = 6
@@ -80,7 +80,7 @@ class CsvText:
 
 
 def _row_cells(table: Table, row: OutRow) -> list[Any]:
-    return [cell_text(column, row) for column in table.columns]
+    return table.render(row)
 
 
 def _entry(name: str) -> zipfile.ZipInfo:

@@ -73,8 +73,11 @@ def _walk(
         tag = child.tag
         if not isinstance(tag, str):
             continue
-        name = _local(tag)
-        rel = f"{prefix}/{name}"
+        step = _STEPS.get((prefix, tag))
+        if step is None:
+            name = _local(tag)
+            step = _STEPS[(prefix, tag)] = (name, f"{prefix}/{name}")
+        name, rel = step
         f = fields.get(rel)
         if f is None:
             continue
@@ -91,3 +94,7 @@ def _walk(
             text = child.text
             if text is not None:
                 values[rel] = values[rel] + text if rel in values else text
+
+
+# (parent path, element tag) → (local name, path): the same few tags are met in every submission.
+_STEPS: dict[tuple[str, str], tuple[str, str]] = {}
