@@ -5,4 +5,14 @@ from flask import Blueprint
 api = Blueprint("api", __name__, url_prefix="/v1")
 
 # The route modules attach themselves to ``api`` when imported.
-from server.api import app_users, exports, forms, health, projects, sessions, sync  # noqa: E402, F401
+from server.api import (  # noqa: E402, F401
+    app_users,
+    exports,
+    forms,
+    health,
+    odata,
+    projects,
+    sessions,
+    submissions,
+    sync,
+)

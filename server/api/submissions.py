@@ -1,0 +1,486 @@
+"""``/v1/projects/{p}/forms/{f}/submissions``: ODK Central's submissions API (pyodk works unmodified).
+
+- Reading (list, one submission, its XML, versions, attachments) needs a role in the project:
+  analyst, coordinator or admin. What a role may see of personal data is decided once per request by
+  :func:`server.datasets.redact.access_for`: for a redacted role the XML has personal values replaced
+  (pseudonyms, coarsened points, dropped text), ``instanceName`` (often built from a name) is null, and
+  files that only personal questions name are neither listed nor served.
+- Review state (``PATCH``), new submissions (``POST`` of an XML body, through the one ingest path) and
+  attachment uploads need coordinator or admin; any role may comment.
+- A submission is addressed by the instanceID it was first sent with (an edit keeps that address).
+- ``reviewState`` is ``null`` until someone reviews the submission, as in Central; ``received`` may be
+  PATCHed to put a submission back to that state.
+- ``submitterId`` is the app user (device) that sent the current version, or the web user for API
+  submissions, or 0 when neither is known (a submission copied in from a folder); pyodk needs a number.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Response, jsonify, request, send_file
+from flask.typing import ResponseReturnValue
+from lxml import etree
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server import audit, auth, db, errors
+from server.api import api
+from server.api.schemas import iso, load_json
+from server.datasets.redact import Access, Treatment, access_for, pseudonym, redact_value
+from server.datasets.schema import FormSchema, load_schema
+from server.forms.publish import find_form
+from server.models import (
+    AppUser,
+    Comment,
+    Form,
+    Project,
+    ReviewState,
+    Role,
+    Source,
+    Submission,
+    SubmissionAttachment,
+    SubmissionVersion,
+    User,
+    utcnow,
+)
+from server.projects import find_project
+
+READ_ROLES = (Role.ADMIN, Role.COORDINATOR, Role.ANALYST)
+WRITE_ROLES = (Role.ADMIN, Role.COORDINATOR)
+MAX_COMMENT_CHARS = 10_000
+UNKNOWN_SUBMITTER = 0
+_XML_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_pis=True
+)
+
+BASE = "/projects/<int:project_id>/forms/<xml_form_id>/submissions"
+
+
+class ReviewRequest(Schema):
+    reviewState = fields.String(required=True, validate=validate.OneOf([s.value for s in ReviewState]))
+
+
+class CommentRequest(Schema):
+    body = fields.String(required=True, validate=validate.Length(min=1, max=MAX_COMMENT_CHARS))
+
+
+# ---- who may see what ---------------------------------------------------------------------------------
+
+
+@dataclass
+class FormAccess:
+    """One request's form, its project, the requester and what the requester may see."""
+
+    form: Form
+    project: Project
+    user: User
+    access: Access
+    _schema: FormSchema | None = None
+
+    def schema(self, session: Session) -> FormSchema:
+        if self._schema is None:
+            self._schema = load_schema(session, self.form)
+        return self._schema
+
+
+def form_access(project_id: int, xml_form_id: str, *roles: str) -> FormAccess:
+    """Check the role first (403 before 404, so that no-one learns which forms exist), then find."""
+    user = auth.require_project_role(project_id, *(roles or READ_ROLES))
+    session = db.session()
+    project = find_project(session, project_id)
+    form = find_form(session, project_id, xml_form_id)
+    return FormAccess(form, project, user, access_for(session, user, project))
+
+
+def find_submission(session: Session, form: Form, instance_id: str) -> Submission:
+    found = session.scalar(
+        select(Submission).where(
+            Submission.form_id == form.id,
+            Submission.instance_id == instance_id,
+            Submission.deleted_at.is_(None),
+        )
+    )
+    if found is None or found.current_version is None:
+        raise errors.not_found(f"There is no submission {instance_id!r} of this form.")
+    return found
+
+
+def _rel_paths(root: etree._Element) -> Iterator[tuple[str, etree._Element]]:
+    """Every element under the root with its Central path (``/group/question``)."""
+
+    def walk(el: etree._Element, prefix: str) -> Iterator[tuple[str, etree._Element]]:
+        for child in el:
+            if not isinstance(child.tag, str):
+                continue
+            rel = f"{prefix}/{etree.QName(child).localname}"
+            yield rel, child
+            yield from walk(child, rel)
+
+    return walk(root, "")
+
+
+def _parse(xml: str) -> etree._Element:
+    return etree.fromstring(xml.encode("utf-8"), _XML_PARSER)
+
+
+def redacted_xml(xml: str, schema: FormSchema, access: Access) -> bytes:
+    """The submission XML as this requester may see it: untouched for raw access; otherwise every
+    personal value replaced as :mod:`server.datasets.redact` says (dropped values become empty)."""
+    if access.raw:
+        return xml.encode("utf-8")
+    root = _parse(xml)
+    for rel, el in _rel_paths(root):
+        if len(el) and any(isinstance(c.tag, str) for c in el):
+            continue
+        field = schema.by_rel.get(rel)
+        if field is None:
+            # Not in any published version: nothing says it is harmless, so its value is not shown.
+            el.text = None
+            continue
+        if el.text is not None:
+            el.text = redact_value(access, field, el.text) or None
+    return etree.tostring(root, xml_declaration=False, encoding="utf-8")
+
+
+def shown_attachment_names(version: SubmissionVersion, schema: FormSchema, access: Access) -> set[str] | None:
+    """Names of the files this requester may have; None = all of them (raw access)."""
+    if access.raw:
+        return None
+    allowed: set[str] = set()
+    try:
+        root = _parse(version.xml)
+    except etree.XMLSyntaxError:
+        return allowed
+    for rel, el in _rel_paths(root):
+        field = schema.by_rel.get(rel)
+        if field is not None and field.binary and el.text and access.treatment(field) is Treatment.RAW:
+            allowed.add(el.text.strip())
+    return allowed
+
+
+# ---- JSON shapes --------------------------------------------------------------------------------------
+
+
+def _submitter_id(version: SubmissionVersion) -> int:
+    if version.app_user_id is not None:
+        return version.app_user_id
+    if version.user_id is not None:
+        return version.user_id
+    return UNKNOWN_SUBMITTER
+
+
+def _submitter(session: Session, version: SubmissionVersion, access: Access) -> dict[str, Any] | None:
+    if version.app_user_id is not None:
+        app_user = session.get(AppUser, version.app_user_id)
+        name = app_user.display_name if app_user else None
+        return {"type": "appUser", "id": version.app_user_id, "displayName": shown_identity(access, name)}
+    if version.user_id is not None:
+        user = session.get(User, version.user_id)
+        name = user.display_name if user else None
+        return {"type": "user", "id": version.user_id, "displayName": shown_identity(access, name)}
+    return None
+
+
+def shown_identity(access: Access, value: str | None) -> str | None:
+    """Device ids and app-user names identify people too: a redacted role sees their pseudonyms (the
+    same ones the exports carry)."""
+    if access.raw or not value:
+        return value
+    return pseudonym(access.key, value)
+
+
+def review_state_json(state: str) -> str | None:
+    return None if state == ReviewState.RECEIVED else state
+
+
+def version_json(version: SubmissionVersion, current: bool, access: Access) -> dict[str, Any]:
+    return {
+        "instanceId": version.instance_id,
+        "instanceName": version.instance_name if access.raw else None,
+        "submitterId": _submitter_id(version),
+        "deviceId": shown_identity(access, version.device_id),
+        "userAgent": version.user_agent,
+        "createdAt": iso(version.received_at),
+        "current": current,
+    }
+
+
+def submission_json(session: Session, sub: Submission, access: Access) -> dict[str, Any]:
+    version = sub.current_version
+    assert version is not None
+    first = sub.versions[0] if sub.versions else version
+    return {
+        "instanceId": sub.instance_id,
+        "submitterId": _submitter_id(first),
+        "deviceId": shown_identity(access, first.device_id),
+        "userAgent": first.user_agent,
+        "instanceName": version.instance_name if access.raw else None,
+        "reviewState": review_state_json(sub.review_state),
+        "createdAt": iso(sub.created_at),
+        "updatedAt": iso(sub.updated_at),
+        "deletedAt": iso(sub.deleted_at),
+        "currentVersion": version_json(version, True, access),
+        # Sarhad's additions (Central clients ignore them): who sent it, and how it arrived.
+        "submitter": _submitter(session, first, access),
+        "source": version.source,
+    }
+
+
+# ---- reading ------------------------------------------------------------------------------------------
+
+
+@api.get(BASE)
+def list_submissions(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+    fa = form_access(project_id, xml_form_id)
+    session = db.session()
+    rows = session.scalars(
+        select(Submission)
+        .where(Submission.form_id == fa.form.id, Submission.deleted_at.is_(None))
+        .where(Submission.current_version_id.is_not(None))
+        .order_by(Submission.id.desc())
+    )
+    return jsonify([submission_json(session, sub, fa.access) for sub in rows])
+
+
+@api.get(f"{BASE}/<instance_id>")
+def get_submission(project_id: int, xml_form_id: str, instance_id: str) -> ResponseReturnValue:
+    fa = form_access(project_id, xml_form_id)
+    session = db.session()
+    return jsonify(submission_json(session, find_submission(session, fa.form, instance_id), fa.access))
+
+
+@api.get(f"{BASE}/<instance_id>.xml")
+def get_submission_xml(project_id: int, xml_form_id: str, instance_id: str) -> ResponseReturnValue:
+    fa = form_access(project_id, xml_form_id)
+    session = db.session()
+    sub = find_submission(session, fa.form, instance_id)
+    assert sub.current_version is not None
+    body = redacted_xml(sub.current_version.xml, fa.schema(session), fa.access)
+    return Response(body, content_type="application/xml; charset=utf-8")
+
+
+@api.get(f"{BASE}/<instance_id>/versions")
+def submission_list_versions(project_id: int, xml_form_id: str, instance_id: str) -> ResponseReturnValue:
+    fa = form_access(project_id, xml_form_id)
+    sub = find_submission(db.session(), fa.form, instance_id)
+    return jsonify(
+        [version_json(v, v.id == sub.current_version_id, fa.access) for v in reversed(sub.versions)]
+    )
+
+
+@api.get(f"{BASE}/<instance_id>/versions/<version_id>.xml")
+def submission_get_version_xml(
+    project_id: int, xml_form_id: str, instance_id: str, version_id: str
+) -> ResponseReturnValue:
+    fa = form_access(project_id, xml_form_id)
+    session = db.session()
+    sub = find_submission(session, fa.form, instance_id)
+    version = next((v for v in sub.versions if v.instance_id == version_id), None)
+    if version is None:
+        raise errors.not_found(f"Submission {instance_id!r} has no version {version_id!r}.")
+    body = redacted_xml(version.xml, fa.schema(session), fa.access)
+    return Response(body, content_type="application/xml; charset=utf-8")
+
+
+# ---- review and comments ------------------------------------------------------------------------------
+
+
+@api.patch(f"{BASE}/<instance_id>")
+@db.write_request
+def review_submission(project_id: int, xml_form_id: str, instance_id: str) -> ResponseReturnValue:
+    fa = form_access(project_id, xml_form_id, *WRITE_ROLES)
+    body = load_json(ReviewRequest())
+    session = db.session()
+    sub = find_submission(session, fa.form, instance_id)
+    before = sub.review_state
+    if before != body["reviewState"]:
+        sub.review_state = body["reviewState"]
+        sub.updated_at = utcnow()
+        audit.record(
+            session,
+            "submission.review",
+            actor=fa.user,
+            project_id=project_id,
+            target_type="submission",
+            target_id=sub.id,
+            form=fa.form.xml_form_id,
+            instance_id=sub.instance_id,
+            before=before,
+            after=sub.review_state,
+        )
+    session.flush()
+    return jsonify(submission_json(session, sub, fa.access))
+
+
+def comment_json(comment: Comment) -> dict[str, Any]:
+    return {"body": comment.body, "actorId": comment.user_id, "createdAt": iso(comment.created_at)}
+
+
+@api.get(f"{BASE}/<instance_id>/comments")
+def submission_list_comments(project_id: int, xml_form_id: str, instance_id: str) -> ResponseReturnValue:
+    fa = form_access(project_id, xml_form_id)
+    session = db.session()
+    sub = find_submission(session, fa.form, instance_id)
+    rows = session.scalars(select(Comment).where(Comment.submission_id == sub.id).order_by(Comment.id))
+    return jsonify([comment_json(c) for c in rows])
+
+
+@api.post(f"{BASE}/<instance_id>/comments")
+@db.write_request
+def submission_add_comment(project_id: int, xml_form_id: str, instance_id: str) -> ResponseReturnValue:
+    fa = form_access(project_id, xml_form_id)
+    body = load_json(CommentRequest())
+    session = db.session()
+    sub = find_submission(session, fa.form, instance_id)
+    comment = Comment(submission_id=sub.id, user_id=fa.user.id, body=body["body"], created_at=utcnow())
+    session.add(comment)
+    session.flush()
+    audit.record(
+        session,
+        "submission.comment",
+        actor=fa.user,
+        project_id=project_id,
+        target_type="submission",
+        target_id=sub.id,
+        form=fa.form.xml_form_id,
+        instance_id=sub.instance_id,
+        comment_id=comment.id,
+    )
+    return jsonify(comment_json(comment))
+
+
+# ---- attachments --------------------------------------------------------------------------------------
+
+
+def _attachments(sub: Submission) -> list[SubmissionAttachment]:
+    assert sub.current_version is not None
+    return list(sub.current_version.attachments)
+
+
+@api.get(f"{BASE}/<instance_id>/attachments")
+def submission_list_attachments(project_id: int, xml_form_id: str, instance_id: str) -> ResponseReturnValue:
+    fa = form_access(project_id, xml_form_id)
+    session = db.session()
+    sub = find_submission(session, fa.form, instance_id)
+    assert sub.current_version is not None
+    shown = shown_attachment_names(sub.current_version, fa.schema(session), fa.access)
+    return jsonify(
+        [
+            {"name": a.name, "exists": a.blob_sha256 is not None}
+            for a in _attachments(sub)
+            if shown is None or a.name in shown
+        ]
+    )
+
+
+@api.get(f"{BASE}/<instance_id>/attachments/<name>")
+def submission_get_attachment(
+    project_id: int, xml_form_id: str, instance_id: str, name: str
+) -> ResponseReturnValue:
+    fa = form_access(project_id, xml_form_id)
+    session = db.session()
+    sub = find_submission(session, fa.form, instance_id)
+    assert sub.current_version is not None
+    shown = shown_attachment_names(sub.current_version, fa.schema(session), fa.access)
+    row = next((a for a in _attachments(sub) if a.name == name), None)
+    if row is None or row.blob_sha256 is None:
+        raise errors.not_found(f"Submission {instance_id!r} has no received file named {name!r}.")
+    if shown is not None and name not in shown:
+        raise errors.forbidden(f"{name} belongs to a personal-data question; your role may not download it.")
+    path = db.database().blobs.path(row.blob_sha256)
+    if not path.exists():
+        raise errors.Problem(
+            500,
+            "500.2",
+            f"The stored file of {name} is missing; an administrator should run `sarhad doctor`.",
+        )
+    mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return send_file(path, mimetype=mimetype, as_attachment=True, download_name=name, etag=row.blob_sha256)
+
+
+@api.post(f"{BASE}/<instance_id>/attachments/<name>")
+@db.write_request
+def submission_upload_attachment(
+    project_id: int, xml_form_id: str, instance_id: str, name: str
+) -> ResponseReturnValue:
+    fa = form_access(project_id, xml_form_id, *WRITE_ROLES)
+    session = db.session()
+    sub = find_submission(session, fa.form, instance_id)
+    row = next((a for a in _attachments(sub) if a.name == name), None)
+    if row is None:
+        raise errors.not_found(f"Submission {instance_id!r} does not name a file {name!r}.")
+    # pyodk sends the file with chunked transfer encoding (no Content-Length): request.stream reads
+    # it to its end, within MAX_CONTENT_LENGTH, and the blob store copies it to disk chunk by chunk.
+    sha = db.writer().store_stream(request.stream)
+    previous = row.blob_sha256
+    if previous != sha:
+        row.blob_sha256 = sha
+        row.received_at = utcnow()
+        # A replaced file's blob stays in the store; its sha256 is in the audit log.
+        audit.record(
+            session,
+            "submission.attachment",
+            actor=fa.user,
+            project_id=project_id,
+            target_type="submission",
+            target_id=sub.id,
+            form=fa.form.xml_form_id,
+            instance_id=sub.instance_id,
+            name=name,
+            sha256=sha,
+            replaced=previous,
+        )
+    return jsonify({"success": True})
+
+
+# ---- new submissions ----------------------------------------------------------------------------------
+
+
+def _instance_id_of(xml: bytes) -> str | None:
+    try:
+        root = etree.fromstring(xml, _XML_PARSER)
+    except etree.XMLSyntaxError:
+        return None
+    for el in root.iter():
+        if isinstance(el.tag, str) and etree.QName(el).localname == "instanceID" and el.text:
+            return el.text.strip()
+    return None
+
+
+@api.post(BASE)
+@db.write_request
+def create_submission(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+    """A submission sent as an XML body (pyodk's ``submissions.create``), through the one ingest path."""
+    from server.ingest import ingest
+
+    fa = form_access(project_id, xml_form_id, *WRITE_ROLES)
+    xml = request.get_data(cache=False)
+    if not xml.strip():
+        raise errors.bad_request("The request body must be the submission XML.")
+    result = ingest(
+        db.writer(),
+        project=fa.project,
+        xml_bytes=xml,
+        attachments=[],
+        incomplete=False,
+        source=Source.API,
+        user=fa.user,
+        device_id=request.args.get("deviceID"),
+        user_agent=request.headers.get("User-Agent"),
+    )
+    session = db.session()
+    sub = getattr(result, "submission", None)
+    if not isinstance(sub, Submission):
+        instance_id = _instance_id_of(xml)
+        sub = find_submission(session, fa.form, instance_id or "")
+    if sub.form_id != fa.form.id:
+        raise errors.bad_request(
+            f"This XML is a submission to another form, not to {fa.form.xml_form_id!r}.", form=xml_form_id
+        )
+    session.flush()
+    return jsonify(submission_json(session, sub, fa.access))
