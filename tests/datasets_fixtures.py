@@ -18,6 +18,7 @@ from typing import Any
 import requests
 from sqlalchemy import select
 
+from server.datasets.schema import build_schema
 from server.db import Database
 from server.forms.publish import publish, source_from_xlsform
 from server.models import (
@@ -162,8 +163,11 @@ def web_user(live: Any, email: str, role: str, project_id: int | None) -> WebUse
 # ------------------------------------------------------------------------- generated submissions
 
 
-def _value(field: dict[str, Any], n: int) -> str:
+def _value(field: dict[str, Any], n: int, choices: dict[str, list[str]]) -> str:
     kind = field["type"]
+    options = choices.get(field["path"])
+    if kind in ("select1", "select") and options:
+        return options[n % len(options)]
     name = field["name"].split(":")[-1]
     if kind == "int":
         return str(n % 50 + 1)
@@ -191,6 +195,8 @@ def _value(field: dict[str, Any], n: int) -> str:
 def generated_instance(version: FormVersion, n: int, repeats: int = 2) -> tuple[str, str]:
     """(XML, instanceID) of a filled-in instance of ``version``: every leaf answered, each repeat twice."""
     fields = version.fields
+    schema = build_schema(version.form.xml_form_id, [version])
+    choices = {f.path: [c.value for c in f.choices] for f in schema.fields if f.choices}
     root = fields[0]["path"].split("/")[1] if fields else "data"
     instance_id = f"uuid:00000000-0000-4000-8000-{n:012d}"
     children: dict[str, list[dict[str, Any]]] = {}
@@ -209,7 +215,7 @@ def generated_instance(version: FormVersion, n: int, repeats: int = 2) -> tuple[
             elif f["name"].split(":")[-1] == "instanceID":
                 parts.append(f"<{tag}>{instance_id}</{tag}>")
             else:
-                parts.append(f"<{tag}>{_value(f, n)}</{tag}>")
+                parts.append(f"<{tag}>{_value(f, n, choices)}</{tag}>")
         return "".join(parts)
 
     namespaces = (
