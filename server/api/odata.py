@@ -727,7 +727,7 @@ def decode_skiptoken(token: str) -> dict[str, Any]:
         raise bad from None
     if not isinstance(data, dict) or not all(isinstance(v, int) and v >= 0 for v in data.values()):
         raise bad
-    if not set(data) <= {"s", "n", "o"}:
+    if not data or not set(data) <= {"s", "n", "o"}:
         raise bad
     return data
 
