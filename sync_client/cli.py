@@ -1,10 +1,115 @@
-"""The ``sarhad-sync`` command."""
+"""The ``sarhad-sync`` command.
+
+Exit codes: 0 everything is at central; 1 unexpected error; 2 bad command line or configuration;
+3 central could not be reached (try later; nothing is lost); 4 central refused the hub's token or a
+right; 5 finished, but some submissions are not at central (listed).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sync_client.client import ExitCode, SyncError
+from sync_client.config import ConfigError, SyncConfig, load_config
 
 
-def main() -> int:
-    print("sarhad-sync: not available yet in this version of Sarhad.", file=sys.stderr)
-    return 2
+def _config(ctx: click.Context) -> SyncConfig:
+    return ctx.obj["config"]  # type: ignore[no-any-return]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file.")
+@click.option("--central-url", help="Central server URL (SARHAD_SYNC_CENTRAL_URL).")
+@click.option("--token", help="Hub token issued by central (SARHAD_SYNC_TOKEN).")
+@click.option("--hub-data-dir", type=click.Path(file_okay=False), help="The hub's data folder.")
+@click.option("--hub-database-url", help="The hub's database URL, when not SQLite in its data folder.")
+@click.option(
+    "--ledger", type=click.Path(dir_okay=False), help="Ledger file (default: in the hub's data folder)."
+)
+@click.option("--chunk-bytes", type=int, help="Largest request body in bytes (default 262144).")
+@click.option("--retries", type=int, help="Retries of a failed request (default 8).")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress bars (they are off anyway when not at a terminal)."
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log each request and retry.")
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None, quiet: bool, verbose: bool, **flags: Any) -> None:
+    """sarhad-sync: moves a field hub's submissions to the central Sarhad server and proves they arrived."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    for name in ("hub_data_dir", "ledger"):
+        if flags.get(name):
+            flags[name] = Path(flags[name])
+    ctx.obj = {"config": load_config(flags, config_file=config_file), "quiet": quiet}
+
+
+@cli.command("push")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.pass_context
+def push_command(ctx: click.Context, as_json: bool, quiet: bool) -> None:
+    """Send central everything it lacks; then check central's signed completeness statement."""
+    from sync_client import push
+
+    report = push.push(_config(ctx), quiet=quiet or ctx.obj["quiet"])
+    click.echo(push.as_json(report) if as_json else push.describe(report))
+    ctx.exit(report.exit_code)
+
+
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.pass_context
+def status_command(ctx: click.Context, as_json: bool) -> None:
+    """Per form and per device: held at the hub, confirmed at central, pending, conflicts, last sync."""
+    from sync_client import status
+    from sync_client.ledger import Ledger
+    from sync_client.sources import HubStore
+
+    config = _config(ctx).require("central_url", "hub_data_dir")
+    assert config.hub_data_dir is not None
+    try:
+        store = HubStore(config.hub_data_dir, config.hub_database_url)
+    except FileNotFoundError as exc:
+        raise SyncError(str(exc), ExitCode.USAGE) from None
+    ledger = Ledger(config.ledger_path, config.central_url)
+    try:
+        result = status.compute(store.items(), ledger)
+    finally:
+        store.close()
+        ledger.close()
+    click.echo(json.dumps(status.as_json(result), indent=2) if as_json else status.describe(result))
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        # Without standalone mode click returns ctx.exit()'s code instead of raising SystemExit.
+        code = cli.main(args=argv, prog_name="sarhad-sync", standalone_mode=False)
+        return code if isinstance(code, int) else ExitCode.OK
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return ExitCode.USAGE
+    except click.exceptions.Abort:
+        click.echo("sarhad-sync: stopped", err=True)
+        return ExitCode.ERROR
+    except ConfigError as exc:
+        click.echo(f"sarhad-sync: {exc}", err=True)
+        return ExitCode.USAGE
+    except SyncError as exc:
+        click.echo(f"sarhad-sync: {exc.message}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("sarhad-sync: interrupted; the next run continues where this one stopped", err=True)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -223,7 +223,7 @@ class ServerProcess:
             try:
                 requests.get(f"{self.url}/v1/health", timeout=1)
                 return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a booting worker may be slow
                 time.sleep(0.1)
         raise RuntimeError("server did not start in time")
 

@@ -44,11 +44,8 @@ def create(ctx: CliContext, name: str, projects: tuple[str, ...]) -> None:
 def list_(ctx: CliContext) -> None:
     """List hubs: id, name, state, projects, confirmed submissions, last contact."""
     with ctx.read() as session:
-        counts = dict(
-            session.execute(select(SyncReceipt.hub_id, func.count()).group_by(SyncReceipt.hub_id))
-            .tuples()
-            .all()
-        )
+        counted = session.execute(select(SyncReceipt.hub_id, func.count()).group_by(SyncReceipt.hub_id))
+        counts = {hub_id: n for hub_id, n in counted}
         for hub in session.scalars(select(Hub).order_by(Hub.id)):
             state = "revoked" if hub.revoked_at else "active"
             seen = hub.last_seen_at.isoformat(timespec="seconds") if hub.last_seen_at else "never"
