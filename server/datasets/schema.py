@@ -32,6 +32,7 @@ from server.models import Form, FormMedia, FormVersion
 LANGUAGES = ("en", "tg", "ru")
 XF = "{http://www.w3.org/2002/xforms}"
 XHTML = "{http://www.w3.org/1999/xhtml}"
+_LANG_SUFFIX = re.compile(r"_[A-Za-z]{2,3}")
 _LANG_CODE = re.compile(r"\(([A-Za-z_-]+)\)\s*$")
 _ITEXT_REF = re.compile(r"""jr:itext\(\s*['"]([^'"]+)['"]\s*\)""")
 _INSTANCE_REF = re.compile(r"""instance\(\s*['"]([^'"]+)['"]\s*\)""")
@@ -200,8 +201,12 @@ def _csv_choices(data: bytes, value_col: str, label_col: str) -> list[Choice]:
             continue
         labels = {"": (row.get(label_col) or "").strip()}
         for column, cell in row.items():
-            if column and column.startswith(f"{label_col}::") and cell:
+            if not column or not cell:
+                continue
+            if column.startswith(f"{label_col}::"):  # label::Russian (ru), as in XLSForms
                 labels[lang_code(column.split("::", 1)[1])] = cell.strip()
+            elif _LANG_SUFFIX.fullmatch(column[len(label_col) :]) and column.startswith(label_col):
+                labels[column[len(label_col) + 1 :].lower()] = cell.strip()  # label_ru
         out.append(Choice(value, labels))
     return out
 
