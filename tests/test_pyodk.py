@@ -1,0 +1,197 @@
+"""pyodk 1.3.0, unmodified, in a virtualenv of its own, against a real gunicorn server.
+
+pyodk pins its own requests and pydantic, so it runs in a separate virtualenv created once
+(``/tmp/sarhad-pyodk-venv-1.3.0``, or ``SARHAD_PYODK_VENV``) and reused across runs. The test is skipped,
+saying why, only when that virtualenv cannot be created (no network to PyPI).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tests.datasets_fixtures import INGEST, PASSWORD
+from tests.test_submissions_api import instance, make_survey
+
+PYODK_VERSION = "1.3.0"
+VENV = Path(os.environ.get("SARHAD_PYODK_VENV", f"/tmp/sarhad-pyodk-venv-{PYODK_VERSION}"))
+
+
+def _venv_python() -> Path:
+    return VENV / "bin" / "python"
+
+
+def _pyodk_works() -> bool:
+    if not _venv_python().exists():
+        return False
+    probe = subprocess.run(
+        [
+            str(_venv_python()),
+            "-c",
+            f"from pyodk.__version__ import __version__ as v; assert v == {PYODK_VERSION!r}",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    return probe.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def pyodk_python() -> Path:
+    """The python of a virtualenv holding pyodk==1.3.0 (created under a lock, once)."""
+    VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{VENV}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test workers wait for one creator
+        if _pyodk_works():
+            return _venv_python()
+        building = VENV.with_name(VENV.name + ".building")
+        shutil.rmtree(building, ignore_errors=True)
+        shutil.rmtree(VENV, ignore_errors=True)
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "venv", str(building)], check=True, capture_output=True, timeout=120
+            )
+            install = subprocess.run(
+                [str(building / "bin" / "python"), "-m", "pip", "install", "-q", f"pyodk=={PYODK_VERSION}"],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            shutil.rmtree(building, ignore_errors=True)
+            pytest.skip(f"cannot create a virtualenv for pyodk {PYODK_VERSION}: {exc}")
+        if install.returncode != 0:
+            shutil.rmtree(building, ignore_errors=True)
+            reason = install.stderr.strip()[-500:]
+            pytest.skip(f"cannot install pyodk=={PYODK_VERSION} from PyPI (no network?): {reason}")
+        # Built aside and renamed, so that an interrupted build never looks finished. Only its
+        # bin/python is used (a symlink that finds the venv by its location), so the move is safe.
+        building.rename(VENV)
+        assert _pyodk_works()
+        return _venv_python()
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from pyodk.client import Client
+    from pyodk._endpoints.submission_attachments import SubmissionAttachmentService
+
+    config, cache, work, create_xml = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
+    out = {}
+    with Client(config_path=config, cache_path=cache) as client:
+        out["projects"] = [p.id for p in client.projects.list()]
+        out["forms"] = [f.xmlFormId for f in client.forms.list()]
+        out["submissions"] = sorted(s.instanceId for s in client.submissions.list(form_id="survey1"))
+        one = client.submissions.get("uuid:s-1", form_id="survey1")
+        out["one"] = [one.instanceId, one.submitterId, one.deviceId]
+        out["page"] = client.submissions.get_table(
+            form_id="survey1", filter="age gt 20 and __system/reviewState eq null",
+            select="__id,age,grp/note", count=True, top=1,
+        )
+        out["skip"] = client.submissions.get_table(form_id="survey1", skip=1, top=1, select="__id")["value"]
+        out["wkt"] = client.submissions.get_table(form_id="survey1", wkt=True, select="where")["value"]
+        expanded = client.submissions.get_table(form_id="survey1", expand="*", top=1)
+        out["expand"] = expanded["value"][0]["visit"]
+        out["repeat"] = client.submissions.get_table(form_id="survey1", table_name="Submissions.visit.person")
+        photo = work / "p1.jpg"
+        photo.write_bytes(bytes(range(256)) * 200)
+        attachments = SubmissionAttachmentService(
+            session=client.session, default_project_id=client.project_id
+        )
+        out["uploaded"] = attachments.upload(photo, form_id="survey1", instance_id="uuid:s-1")
+        listed = attachments.list(form_id="survey1", instance_id="uuid:s-1")
+        out["attachments"] = sorted((a.name, a.exists) for a in listed)
+        client.submissions.review("uuid:s-2", "approved", form_id="survey1", comment="Checked by phone")
+        client.submissions.add_comment("uuid:s-2", "Second look", form_id="survey1")
+        out["reviewed"] = client.submissions.get("uuid:s-2", form_id="survey1").reviewState
+        out["comments"] = [c.body for c in client.submissions.list_comments("uuid:s-2", form_id="survey1")]
+        if create_xml:
+            made = work / "p20.jpg"
+            made.write_bytes(b"NEW PHOTO")
+            created = client.submissions.create(
+                create_xml, form_id="survey1", device_id="pyodk", attachments=[made]
+            )
+            out["created"] = [created.instanceId, [(a.name, a.exists) for a in created.attachments or []]]
+    # A second client reuses the cached token (pyodk checks it with GET /v1/users/current).
+    with Client(config_path=config, cache_path=cache) as again:
+        out["again"] = len(again.submissions.list(form_id="survey1"))
+    print(json.dumps(out, default=str))
+    """
+)
+
+
+def test_pyodk_end_to_end(pyodk_python: Path, server_process: Any, make_env: Any, tmp_path: Path) -> None:
+    env = make_env()
+    server = server_process(env)
+    app = env.app()
+    live = SimpleNamespace(url=server.url, app=app, database=app.extensions["sarhad.db"])
+    survey = make_survey(live, "pyodk")
+    config = tmp_path / "pyodk_config.toml"
+    config.write_text(
+        "[central]\n"
+        f'base_url = "{server.url}"\n'
+        f'username = "{survey.users["coordinator"].email}"\n'
+        f'password = "{PASSWORD}"\n'
+        f"default_project_id = {survey.project}\n"
+    )
+    script = tmp_path / "use_pyodk.py"
+    script.write_text(SCRIPT)
+    create_xml = (
+        instance(20, "Dilnoza", 22, photo="p20.jpg").replace("uuid:s-20", "uuid:pyodk-20") if INGEST else ""
+    )
+    run = subprocess.run(
+        [
+            str(pyodk_python),
+            str(script),
+            str(config),
+            str(tmp_path / "cache.toml"),
+            str(tmp_path),
+            create_xml,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("PYODK_", "VIRTUAL_ENV"))},
+    )
+    assert run.returncode == 0, f"pyodk failed:\n{run.stderr[-4000:]}"
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+
+    assert out["projects"] == [survey.project]
+    assert out["forms"] == ["survey1"]
+    assert out["submissions"] == ["uuid:s-1", "uuid:s-2", "uuid:s-3", "uuid:s-9"]
+    assert out["one"][0] == "uuid:s-1" and isinstance(out["one"][1], int)
+    page = out["page"]
+    assert page["value"] == [{"__id": "uuid:s-1", "age": 30, "grp": {"note": "first"}}]
+    assert page["@odata.count"] == 2 and "$skiptoken" in page["@odata.nextLink"]
+    assert [r["__id"] for r in out["skip"]] == ["uuid:s-2"]
+    assert [r["where"] for r in out["wkt"]] == ["POINT (68.7734 38.5612 800)", None, "POINT (69.8 37.9)"]
+    assert [v["place"] for v in out["expand"]] == ["Dushanbe", "Khujand"]
+    assert [p["years"] for p in out["repeat"]["value"]] == [40, 41, 70]
+    assert out["uploaded"] is True
+    # A coordinator of a project that keeps personal data from coordinators: the ID card is withheld.
+    assert out["attachments"] == [["p1.jpg", True]]
+    with live.database.read() as session:
+        from server.api.submissions import find_submission
+        from server.forms.publish import find_form
+
+        sub = find_submission(session, find_form(session, survey.project, "survey1"), "uuid:s-1")
+        photo = next(a for a in sub.current_version.attachments if a.name == "p1.jpg")  # type: ignore[union-attr]
+        stored = live.database.blobs.read_bytes(photo.blob_sha256)  # type: ignore[arg-type]
+    assert stored == bytes(range(256)) * 200  # the whole chunked upload, byte for byte
+    assert out["reviewed"] == "approved"
+    assert out["comments"] == ["Checked by phone", "Second look"]
+    assert out["again"] == len(out["submissions"]) + (1 if INGEST else 0)
+    if INGEST:
+        assert out["created"] == ["uuid:pyodk-20", [["p20.jpg", True]]]
