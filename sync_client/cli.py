@@ -63,6 +63,17 @@ def push_command(ctx: click.Context, as_json: bool, quiet: bool) -> None:
     ctx.exit(report.exit_code)
 
 
+@cli.command("pull-forms")
+@click.pass_context
+def pull_forms_command(ctx: click.Context) -> None:
+    """Bring the published forms of the hub's projects (all versions, with media) from central to the hub."""
+    from sync_client import pull_forms
+
+    report = pull_forms.pull_forms(_config(ctx))
+    click.echo(pull_forms.describe(report))
+    ctx.exit(report.exit_code)
+
+
 @cli.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.pass_context

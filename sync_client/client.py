@@ -78,7 +78,7 @@ class CentralClient:
         cap = min(self.config.backoff_max_seconds, self.config.backoff_seconds * (2**attempt))
         return random.uniform(cap / 2, cap)
 
-    def request(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> Any:
+    def request(self, method: str, path: str, *, retry: bool = True, raw: bool = False, **kwargs: Any) -> Any:
         """JSON answer of a request; transient failures retried, others raised as SyncError."""
         kwargs.setdefault("timeout", (self.config.connect_timeout, self.config.read_timeout))
         body = kwargs.get("data") if kwargs.get("data") is not None else b""
@@ -95,6 +95,8 @@ class CentralClient:
                 if response.status_code in _RETRYABLE_STATUS:
                     last = f"central answered {response.status_code}"
                     continue
+                if raw and response.status_code < 400:
+                    return response.content
                 return self._answer(response)
             except (
                 requests.ConnectionError,
@@ -136,6 +138,10 @@ class CentralClient:
                 ExitCode.REFUSED_TOKEN,
             )
         raise CentralRefused(response.status_code, code, message, details)
+
+    def download(self, path: str) -> bytes:
+        """The raw bytes of a GET (form media: small files), with the same retries."""
+        return self.request("GET", path, raw=True)  # type: ignore[no-any-return]
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)

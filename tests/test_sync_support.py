@@ -52,15 +52,17 @@ FORM_XML = """<?xml version="1.0"?>
     </model>
   </h:head>
   <h:body>
-    <input ref="/data/village"><label>Village</label></input>
+    <input ref="/data/village"><label>Village</label>{hint}</input>
     <upload mediatype="image/*" ref="/data/photo"><label>Photo</label></upload>
   </h:body>
 </h:html>
 """
 
 
-def form_xml(form_id: str = FORM_ID, version: str = "1") -> bytes:
-    return FORM_XML.format(form_id=form_id, version=version).encode("utf-8")
+def form_xml(form_id: str = FORM_ID, version: str = "1", image: str | None = None) -> bytes:
+    """The survey's XForm; ``image`` names a media file it uses (jr://images/...)."""
+    hint = f"<hint>jr://images/{image}</hint>" if image else ""
+    return FORM_XML.format(form_id=form_id, version=version, hint=hint).encode("utf-8")
 
 
 def instance_xml(
@@ -115,11 +117,11 @@ class Store:
             found = w.session.scalar(select(Project).where(Project.name == name))
             return (found or create_project(w.session, name)).id
 
-    def publish(self, project_id: int, xml: bytes) -> None:
+    def publish(self, project_id: int, xml: bytes, media: Mapping[str, bytes] | None = None) -> None:
         with self.app.app_context(), self.database.write() as w:
             project = w.session.get(Project, project_id)
             assert project is not None
-            publish(w, project, source_from_xform(xml, self.app.config["SARHAD"]))
+            publish(w, project, source_from_xform(xml, self.app.config["SARHAD"]), dict(media or {}))
 
     def hub_token(self, name: str, project_id: int) -> str:
         with self.database.write() as w:

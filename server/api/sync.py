@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import current_app, g, jsonify, request
+from flask import current_app, g, jsonify, request, send_file
 from flask.typing import ResponseReturnValue
 from marshmallow import Schema, fields, validate
 
@@ -21,7 +21,7 @@ from server.api import api
 from server.api.schemas import load_json
 from server.db import Writer
 from server.models import Hub, utcnow
-from server.sync import batches, holdings, hubs, keys, uploads, wire
+from server.sync import batches, forms, holdings, hubs, keys, uploads, wire
 
 MAX_INVENTORY_ITEMS = 5000
 MAX_BATCH_ITEMS = 2000
@@ -162,3 +162,30 @@ def sync_statement() -> ResponseReturnValue:
     """The signed completeness statement: what central confirmed holding for this hub."""
     hub = _hub(db.session())
     return jsonify(holdings.statement(db.session(), hub, settings_of(current_app).data_dir))
+
+
+@api.get("/sync/projects/<int:project_id>/forms")
+def sync_forms(project_id: int) -> ResponseReturnValue:
+    """The project's published forms, every published version with its XForm and media list."""
+    session = db.session()
+    project = hubs.allowed_project(_hub(session), project_id)
+    return jsonify(
+        {
+            "project": {"id": project.id, "name": project.name},
+            "forms": forms.published_forms(session, project),
+        }
+    )
+
+
+@api.get("/sync/projects/<int:project_id>/media/<sha256>")
+def sync_form_media(project_id: int, sha256: str) -> ResponseReturnValue:
+    """One form media file by content hash; only media of the project's published forms."""
+    session = db.session()
+    project = hubs.allowed_project(_hub(session), project_id)
+    uploads.check_sha256(sha256)
+    if not forms.is_form_media(session, project, sha256):
+        raise errors.not_found("No form of this project uses such a media file.")
+    path = db.database().blobs.path(sha256)
+    if not path.exists():
+        raise errors.not_found("The media file is missing from central's store; tell the administrator.")
+    return send_file(path, mimetype="application/octet-stream", max_age=0, conditional=True)
