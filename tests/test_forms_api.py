@@ -224,6 +224,27 @@ def test_draft_flow_with_attachments(api: Api) -> None:
     assert wrong_id.status_code == 400 and "other_id" in wrong_id.json()["message"]
 
 
+def test_external_choices_become_itemsets_csv(api: Api) -> None:
+    form = xlsform(
+        [
+            ["type", "name", "label", "choice_filter"],
+            ["select_one region", "region", "Region", ""],
+            ["select_one_external district", "district", "District", "region=${region}"],
+        ],
+        {"form_id": "external", "version": "1"},
+        [["list_name", "name", "label"], ["region", "gbao", "GBAO"]],
+        external_choices=[["list_name", "name", "label", "region"], ["district", "khorog", "Khorog", "gbao"]],
+    )
+    r = api.upload(form)
+    assert r.status_code == 200 and r.json()["missingMedia"] == [], r.text
+    itemsets = api.get("/external/attachments/itemsets.csv")
+    assert itemsets.status_code == 200 and b"khorog" in itemsets.content
+    assert api.post("/external/draft").status_code == 200  # a copy keeps the generated file
+    assert {a["name"]: a["exists"] for a in api.get("/external/draft/attachments").json()} == {
+        "itemsets.csv": True
+    }
+
+
 def test_form_id_fallback_header(api: Api) -> None:
     no_id = xlsform([["type", "name", "label"], ["text", "q", "Q"]], {"version": "5"})
     r = api.upload(no_id, headers={"X-XlsForm-FormId-Fallback": "from%20header"})

@@ -28,11 +28,13 @@ def xlsform(
     survey: Sequence[Sequence[str]],
     settings: dict[str, str] | None = None,
     choices: Sequence[Sequence[str]] | None = None,
+    external_choices: Sequence[Sequence[str]] | None = None,
 ) -> bytes:
     """An .xlsx XLSForm: ``survey`` and ``choices`` are rows, the first one the headers."""
     buf = io.BytesIO()
     book = xlsxwriter.Workbook(buf)
-    for sheet_name, rows in (("survey", survey), ("choices", choices)):
+    sheets = (("survey", survey), ("choices", choices), ("external_choices", external_choices))
+    for sheet_name, rows in sheets:
         if rows:
             sheet = book.add_worksheet(sheet_name)
             for i, row in enumerate(rows):

@@ -76,7 +76,10 @@ def convert_bytes(
         return {"error": describe_error(exc)}
     except Exception as exc:  # a spreadsheet pyxform trips over is still the spreadsheet's problem
         described = describe_error(exc)
-        described["message"] = f"The XLSForm could not be read: {described['message']}"
+        described["message"] = (
+            f"The XLSForm could not be converted (pyxform stopped on {exc.__class__.__name__}: "
+            f"{described['message']}); check that every list name, sheet and column it uses exists."
+        )
         return {"error": described}
     return {"xform": result.xform, "warnings": list(dict.fromkeys(notes)), "itemsets": result.itemsets}
 

@@ -213,8 +213,10 @@ def _new_version(
     media: Mapping[str, bytes],
     actor: User | None,
     published: bool,
+    also_names: tuple[str, ...] = (),
 ) -> tuple[FormVersion, list[str], list[str]]:
-    """Insert a version with its media rows; returns it, the names attached and the names missing."""
+    """Insert a version with its media rows; returns it, the names attached and the names missing.
+    ``also_names``: media the version needs beyond those the XForm names (a copy's itemsets.csv)."""
     session = writer.session
     data = source.xml.encode("utf-8")
     version = FormVersion(
@@ -235,7 +237,8 @@ def _new_version(
     session.flush()
     previous = {m.name: m.blob_sha256 for m in form.current_version.media} if form.current_version else {}
     attached, missing = [], []
-    for name in _referenced_media(source):
+    names = _referenced_media(source)
+    for name in [*names, *(n for n in also_names if n not in names)]:
         content = source.generated_media.get(name, media.get(name))
         if content is not None:
             blob = writer.store_bytes(content)
@@ -382,7 +385,10 @@ def draft_from_current(writer: Writer, form: Form, actor: User | None, via: str 
     old = find_draft(writer.session, form)
     if old is not None:
         _discard(writer.session, old)
-    version, _, missing = _new_version(writer, form, source, {}, actor, published=False)
+    same_files = tuple(m.name for m in current.media)
+    version, _, missing = _new_version(
+        writer, form, source, {}, actor, published=False, also_names=same_files
+    )
     version.xlsform_sha256, version.xlsform_filename = current.xlsform_sha256, current.xlsform_filename
     form.updated_at = utcnow()
     _audit(writer.session, "form.draft", form, version, actor, via, missing=missing, copied=True)
