@@ -117,23 +117,23 @@ class Node:
     opath: str  # OData path: sanitized steps joined with "/", "" for the root
     owner: str = ""  # opath of the table (repeat) the node is a column of; "" = Submissions
     children: list[Node] = field(default_factory=list)
+    # Computed once (every row of every submission reads them):
+    relpath: str = field(init=False)  # the path within its own table, as $select and $filter name it
+    name: str = field(init=False)  # the OData property name
+    repeat: bool = field(init=False)
+    group: bool = field(init=False)  # a group (not a repeat)
+    by_name: dict[str, Node] = field(init=False, default_factory=dict)  # children by XML name
 
-    @property
-    def relpath(self) -> str:
-        """The path within its own table, as ``$select`` and ``$filter`` name it."""
-        return self.opath[len(self.owner) + 1 :] if self.owner else self.opath
+    def __post_init__(self) -> None:
+        self.relpath = self.opath[len(self.owner) + 1 :] if self.owner else self.opath
+        self.name = self.opath.rsplit("/", 1)[-1]
+        self.repeat = self.field is not None and self.field.repeat
+        self.group = self.field is not None and self.field.group and not self.field.repeat
 
-    @property
-    def name(self) -> str:
-        return self.opath.rsplit("/", 1)[-1]
-
-    @property
-    def repeat(self) -> bool:
-        return self.field is not None and self.field.repeat
-
-    @property
-    def group(self) -> bool:
-        return self.field is not None and self.field.group and not self.field.repeat
+    def add(self, child: Node) -> None:
+        self.children.append(child)
+        assert child.field is not None
+        self.by_name[child.field.name] = child
 
 
 @dataclass
@@ -169,7 +169,7 @@ class Tree:
             opath = f"{parent.opath}/{odata_name(f.name)}".lstrip("/")
             owner = parent.opath if parent.repeat else parent.owner
             node = Node(f, f.rel, opath, owner)
-            parent.children.append(node)
+            parent.add(node)
             by_rel[f.rel] = node
             by_opath[opath] = node
         tables: dict[str, Table] = {}
@@ -560,7 +560,7 @@ class Shaper:
         key: str,
         wanted: list[Row],
     ) -> None:
-        by_name = {child.field.name: child for child in node.children if child.field is not None}
+        by_name = node.by_name
         counts: dict[str, int] = {}
         for child_el in el:
             if not isinstance(child_el.tag, str):

@@ -16,17 +16,18 @@
 
 from __future__ import annotations
 
+import json
 import mimetypes
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, jsonify, request, send_file
+from flask import Response, jsonify, request, send_file, stream_with_context
 from flask.typing import ResponseReturnValue
 from lxml import etree
 from marshmallow import Schema, fields, validate
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
 
 from server import audit, auth, db, errors
 from server.api import api
@@ -214,6 +215,17 @@ def submission_json(session: Session, sub: Submission, access: Access) -> dict[s
     version = sub.current_version
     assert version is not None
     first = sub.versions[0] if sub.versions else version
+    return _submission_dict(sub, version, first, access, _submitter(session, first, access))
+
+
+def _submission_dict(
+    sub: Submission,
+    version: SubmissionVersion,
+    first: SubmissionVersion,
+    access: Access,
+    submitter: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Central's submission JSON; the submitter and device are those of the first version."""
     return {
         "instanceId": sub.instance_id,
         "submitterId": _submitter_id(first),
@@ -226,7 +238,7 @@ def submission_json(session: Session, sub: Submission, access: Access) -> dict[s
         "deletedAt": iso(sub.deleted_at),
         "currentVersion": version_json(version, True, access),
         # Sarhad's additions (Central clients ignore them): who sent it, and how it arrived.
-        "submitter": _submitter(session, first, access),
+        "submitter": submitter,
         "source": version.source,
     }
 
@@ -234,17 +246,43 @@ def submission_json(session: Session, sub: Submission, access: Access) -> dict[s
 # ---- reading ------------------------------------------------------------------------------------------
 
 
+LIST_BATCH = 500
+
+
 @api.get(BASE)
 def list_submissions(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+    """Every submission of the form, newest first: one query, streamed ``LIST_BATCH`` rows at a time."""
     fa = form_access(project_id, xml_form_id)
-    session = db.session()
-    rows = session.scalars(
-        select(Submission)
-        .where(Submission.form_id == fa.form.id, Submission.deleted_at.is_(None))
-        .where(Submission.current_version_id.is_not(None))
-        .order_by(Submission.id.desc())
+    form_id, access = fa.form.id, fa.access
+    current, first = aliased(SubmissionVersion), aliased(SubmissionVersion)
+    first_id = (
+        select(func.min(SubmissionVersion.id))
+        .where(SubmissionVersion.submission_id == Submission.id)
+        .correlate(Submission)
+        .scalar_subquery()
     )
-    return jsonify([submission_json(session, sub, fa.access) for sub in rows])
+    stmt = (
+        select(Submission, current, first)
+        .join(current, current.id == Submission.current_version_id)
+        .join(first, first.id == first_id)
+        .where(Submission.form_id == form_id, Submission.deleted_at.is_(None))
+        .order_by(Submission.id.desc())
+        .execution_options(yield_per=LIST_BATCH)
+    )
+
+    def generate() -> Iterator[str]:
+        yield "["
+        with db.database().read() as session:
+            submitters: dict[tuple[int | None, int | None], dict[str, Any] | None] = {}
+            for n, (sub, version, first_version) in enumerate(session.execute(stmt)):
+                who = (first_version.app_user_id, first_version.user_id)
+                if who not in submitters:
+                    submitters[who] = _submitter(session, first_version, access)
+                body = _submission_dict(sub, version, first_version, access, submitters[who])
+                yield ("," if n else "") + json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        yield "]"
+
+    return Response(stream_with_context(generate()), content_type="application/json; charset=utf-8")
 
 
 @api.get(f"{BASE}/<instance_id>")
