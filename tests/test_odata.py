@@ -15,10 +15,12 @@ from urllib.parse import urljoin
 import pytest
 import requests
 from lxml import etree
+from sqlalchemy import select
 
 from server.datasets import odata_filter as of
 from server.datasets.redact import pseudonym
 from server.errors import Problem
+from server.models import AuditEvent
 from tests.test_submissions_api import DEVICE, Survey, make_survey
 
 EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
@@ -440,3 +442,18 @@ def test_roles(survey: Survey) -> None:
     assert requests.get(survey.form_url(".svc/Submissions"), timeout=30).status_code == 401
     assert survey.get(".svc/Submissions", who="outsider").status_code == 403
     assert survey.get(".svc/$metadata", who="outsider").status_code == 403
+
+
+def test_every_read_is_audited_as_an_export(survey: Survey) -> None:
+    rows(survey, who="analyst", **{"$filter": "age gt 20", "$top": "1"})
+    with survey.live.database.read() as session:
+        event = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "form.submission.export", AuditEvent.project_id == survey.project)
+            .order_by(AuditEvent.id.desc())
+        ).first()
+        assert event is not None
+        assert event.details["format"] == "odata" and event.details["table"] == "Submissions"
+        assert event.details["options"] == {"$filter": "age gt 20", "$top": "1"}
+        assert event.details["access"] == {"level": "redacted", "role": "analyst"}
+        assert event.actor_user_id is not None

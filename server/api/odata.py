@@ -42,13 +42,14 @@ from lxml import etree
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from server import db, errors
+from server import audit, db, errors
 from server.api import api
 from server.api.schemas import iso
-from server.api.submissions import form_access, review_state_json, shown_identity
+from server.api.submissions import FormAccess, form_access, review_state_json, shown_identity
 from server.datasets import STREAM_BATCH, Filters
 from server.datasets import _query as dataset_query
 from server.datasets import odata_filter as of
+from server.datasets.export import AUDIT_ACTION as EXPORT_ACTION
 from server.datasets.redact import Access, Treatment, redact_value
 from server.datasets.schema import Field, FormSchema
 from server.models import FormVersion, Submission
@@ -889,6 +890,7 @@ def odata_table_rows(project_id: int, xml_form_id: str, resource: str) -> Respon
     if root_table and not python_filter and top is not None:
         stmt = stmt.limit(top + 1)
 
+    _record_read(fa, table, target)
     context = f"{_service_root()}/$metadata#{table.name}"
     # The generator runs after the view returns: it keeps plain values, not the request's ORM objects.
     form_id, access = fa.form.id, fa.access
@@ -939,6 +941,27 @@ def odata_table_rows(project_id: int, xml_form_id: str, resource: str) -> Respon
         yield "}"
 
     return _response(stream_with_context(generate()))
+
+
+def _record_read(fa: FormAccess, table: Table, target: Target) -> None:
+    """Every OData read is an export of the form's data: it goes in the audit log (as the file exports
+    do, under the same action) before the first row is sent."""
+    options = {k: v for k, v in request.args.items() if k.startswith("$")}
+    with db.database().write() as w:
+        audit.record(
+            w.session,
+            EXPORT_ACTION,  # the same action as every file export
+            actor=fa.user,
+            project_id=fa.form.project_id,
+            target_type="form",
+            target_id=fa.form.xml_form_id,
+            format="odata",
+            table=table.name,
+            instance_id=target.instance_id,
+            options=options,
+            access=fa.access.describe(),
+            via="api",
+        )
 
 
 def _count(
