@@ -1,0 +1,147 @@
+"""The one ingest path: every submission (Collect, the /v1 API, hubs, folders, bundles) ends here.
+
+``ingest(writer, project=..., xml_bytes=..., attachments=[(name, staged blob or stream)], ...)`` parses the
+XML (:mod:`server.ingest.parse`), finds the form version it names and decides what the payload is — new,
+a resend, an edit or a conflict — in :mod:`server.ingest.reconcile`. It writes in the caller's write
+transaction (``Database.write()`` / ``@db.write_request``), which commits and only then publishes the
+staged files: a caller acknowledges a submission only after that commit.
+
+A conflict is *returned* (``outcome == Outcome.CONFLICT``, ``status == 409``), not raised: the payload is
+kept in the same transaction, so the caller must let it commit and then answer 409. Problems that leave
+nothing to keep (unknown form, malformed XML...) are raised as :class:`server.errors.Problem`.
+
+On PostgreSQL two identical resends at the same moment can both find nothing and both insert; the
+second then fails on a unique constraint, and is retried from a savepoint (it now sees the first one's
+rows and becomes a resend). SQLite serialises writers with ``BEGIN IMMEDIATE``, so the race cannot occur.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import BinaryIO
+
+from sqlalchemy.exc import IntegrityError
+
+from server import errors
+from server.blobs import StagedBlob
+from server.db import Writer
+from server.ingest.parse import ParsedSubmission, check_attachment_name, parse_submission
+from server.ingest.reconcile import (
+    ConflictReason,
+    FormTarget,
+    IngestResult,
+    Outcome,
+    Provenance,
+    find_target,
+    reconcile,
+)
+from server.models import AppUser, Project, Source, User, utcnow
+
+MAX_ATTEMPTS = 4
+DEFAULT_MAX_XML_BYTES = 10 * 1024 * 1024
+
+Attachment = tuple[str, StagedBlob | BinaryIO]
+
+
+def _max_xml_bytes() -> int:
+    from flask import current_app, has_app_context
+
+    if has_app_context() and "SARHAD" in current_app.config:
+        return int(current_app.config["SARHAD"].max_xml_bytes)
+    return DEFAULT_MAX_XML_BYTES
+
+
+def stage_attachments(writer: Writer, attachments: Iterable[Attachment]) -> dict[str, StagedBlob]:
+    """Every file staged in this transaction, by name. The same name twice must be the same bytes."""
+    files: dict[str, StagedBlob] = {}
+    for name, item in attachments:
+        check_attachment_name(name)
+        staged = item if isinstance(item, StagedBlob) else writer.staging.add_stream(item)
+        if isinstance(item, StagedBlob) and item.sha256 not in writer.staging.staged:
+            raise ValueError(f"the staged blob of {name!r} does not belong to this transaction")
+        if name in files and files[name].sha256 != staged.sha256:
+            raise errors.bad_request(f"Two different files named {name!r} came in one request.", name=name)
+        files[name] = staged
+    return files
+
+
+def ingest(
+    writer: Writer,
+    *,
+    project: Project,
+    xml_bytes: bytes,
+    attachments: Iterable[Attachment] = (),
+    incomplete: bool = False,
+    source: Source = Source.DEVICE,
+    app_user: AppUser | None = None,
+    user: User | None = None,
+    device_id: str | None = None,
+    user_agent: str | None = None,
+    source_detail: str | None = None,
+    received_at: dt.datetime | None = None,
+    max_xml_bytes: int | None = None,
+) -> IngestResult:
+    """Store one submission payload (or part of a split upload) and say what it was.
+
+    ``incomplete`` is Collect's ``*isIncomplete*`` (more parts follow with the same XML). It changes
+    nothing in what is stored: every part is reconciled the same way and its files merge into the one
+    version; the result's ``missing`` says what is still awaited.
+    """
+    parsed = parse_submission(xml_bytes, max_xml_bytes or _max_xml_bytes())
+    files = stage_attachments(writer, attachments)
+    provenance = Provenance(
+        source=Source(source),
+        source_detail=source_detail,
+        device_id=device_id,
+        user_agent=user_agent,
+        app_user=app_user,
+        user=user,
+        received_at=received_at or utcnow(),
+    )
+    session = writer.session
+    target = find_target(session, project.id, parsed, provenance.source)
+    if session.get_bind().dialect.name == "sqlite":
+        # BEGIN IMMEDIATE: no other writer can interleave, so no unique-constraint race to retry.
+        result = reconcile(writer, project.id, target, parsed, files, provenance)
+    else:
+        result = _reconcile_with_retry(writer, project.id, target, parsed, files, provenance)
+    if incomplete and result.accepted:
+        result.message = f"{result.message} (part of a larger submission: send the rest)"
+    return result
+
+
+def _reconcile_with_retry(
+    writer: Writer,
+    project_id: int,
+    target: FormTarget,
+    parsed: ParsedSubmission,
+    files: dict[str, StagedBlob],
+    provenance: Provenance,
+) -> IngestResult:
+    session = writer.session
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        savepoint = session.begin_nested()
+        try:
+            result = reconcile(writer, project_id, target, parsed, files, provenance)
+            savepoint.commit()
+            return result
+        except IntegrityError:
+            # Another transaction committed the same submission, blob or conflict first (it is committed:
+            # PostgreSQL waited for it before failing ours). Read again and decide again.
+            savepoint.rollback()
+            if attempt == MAX_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+__all__ = [
+    "ConflictReason",
+    "IngestResult",
+    "Outcome",
+    "ParsedSubmission",
+    "Provenance",
+    "ingest",
+    "parse_submission",
+    "stage_attachments",
+]
