@@ -396,7 +396,8 @@ def _resend(
 ) -> IngestResult:
     """The same XML again: success, and the files that came with it are added where they were missing."""
     session = writer.session
-    rows = {a.name: a for a in session.scalars(select(SubmissionAttachment).where(SubmissionAttachment.version_id == version_pk))}  # fmt: skip
+    query = select(SubmissionAttachment).where(SubmissionAttachment.version_id == version_pk)
+    rows = {a.name: a for a in session.scalars(query)}
     changed = False
     differing: dict[str, StagedBlob] = {}
     if files:
