@@ -74,6 +74,30 @@ def pull_forms_command(ctx: click.Context) -> None:
     ctx.exit(report.exit_code)
 
 
+@cli.command("pull-device")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--to",
+    type=click.Choice(["hub", "central"]),
+    default="hub",
+    show_default=True,
+    help="Where the instances go.",
+)
+@click.option("--project", help="Project (at the hub, or at central with --to central) they belong to.")
+@click.option("--device-id", help="Device ID recorded with them (default: folder:<folder name>).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.pass_context
+def pull_device_command(
+    ctx: click.Context, folder: Path, to: str, project: str | None, device_id: str | None, quiet: bool
+) -> None:
+    """Read a Collect storage folder copied from a tablet; report drafts that were never finalised."""
+    from sync_client import pull_device
+
+    report = pull_device.pull_device(_config(ctx), folder, to, project, device_id, quiet or ctx.obj["quiet"])
+    click.echo(pull_device.describe(report))
+    ctx.exit(report.exit_code)
+
+
 @cli.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.pass_context

@@ -61,13 +61,14 @@ class Session:
     quiet: bool
 
     @classmethod
-    def open(cls, config: SyncConfig, quiet: bool) -> Session:
+    def open(cls, config: SyncConfig, quiet: bool, store: Any = None) -> Session:
         config.require("central_url", "token", "hub_data_dir")
         assert config.hub_data_dir is not None
-        try:
-            store = HubStore(config.hub_data_dir, config.hub_database_url)
-        except FileNotFoundError as exc:
-            raise SyncError(str(exc), ExitCode.USAGE) from None
+        if store is None:
+            try:
+                store = HubStore(config.hub_data_dir, config.hub_database_url)
+            except FileNotFoundError as exc:
+                raise SyncError(str(exc), ExitCode.USAGE) from None
         return cls(
             config, CentralClient(config), store, Ledger(config.ledger_path, config.central_url), quiet
         )
@@ -95,8 +96,9 @@ class Session:
         return info
 
 
-def push(config: SyncConfig, quiet: bool = False) -> PushReport:
-    s = Session.open(config, quiet)
+def push(config: SyncConfig, quiet: bool = False, store: Any = None) -> PushReport:
+    """Push the hub's store (or ``store``: a Collect folder) to central."""
+    s = Session.open(config, quiet, store)
     run_id = 0
     report = PushReport()
     try:
@@ -115,6 +117,12 @@ def push(config: SyncConfig, quiet: bool = False) -> PushReport:
         for project_id, group in sorted(by_project.items()):
             _push_project(s, project_id, group, report)
         _statement(s, mapping, items, report)
+        if store is not None:  # a folder is part of what central holds for the hub, not all of it
+            confirmed = s.ledger.confirmed()
+            report.complete = all(
+                i.project_name in mapping and plan.key_of(i, mapping[i.project_name]) in confirmed
+                for i in items
+            )
         report.complete = report.complete and not report.refused and not report.unmapped
         s.ledger.finish_run(
             run_id,
