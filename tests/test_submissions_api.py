@@ -339,25 +339,45 @@ def test_chunked_attachment_upload(survey: Survey) -> None:
 
 
 @pytest.mark.skipif(not INGEST, reason="server.ingest has not landed in this tree yet")
-def test_create_submission_from_xml(survey: Survey) -> None:
+def test_create_and_edit_submissions_from_xml(survey: Survey) -> None:
     xml = instance(20, "Dilnoza", 22, photo="p20.jpg").replace("uuid:s-20", "uuid:api-20")
     url = survey.form_url("/submissions")
-    headers = {**survey.users["coordinator"].headers, "Content-Type": "application/xml"}
-    denied = requests.post(
-        url,
-        data=xml,
-        headers={**survey.users["analyst"].headers, "Content-Type": "application/xml"},
-        timeout=30,
-    )
-    assert denied.status_code == 403
-    reply = requests.post(url, data=xml, headers=headers, params={"deviceID": "pyodk-test"}, timeout=30)
+    xml_type = {"Content-Type": "application/xml"}
+    coordinator = {**survey.users["coordinator"].headers, **xml_type}
+    analyst = {**survey.users["analyst"].headers, **xml_type}
+    assert requests.post(url, data=xml, headers=analyst, timeout=30).status_code == 403
+    reply = requests.post(url, data=xml, headers=coordinator, params={"deviceID": "pyodk-test"}, timeout=30)
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["instanceId"] == "uuid:api-20"
+    assert body["source"] == "api" and body["submitter"]["type"] == "user"
     assert isinstance(body["submitterId"], int) and body["submitterId"] > 0
     assert survey.get("/submissions/uuid:api-20/attachments").json() == [{"name": "p20.jpg", "exists": False}]
-    again = requests.post(url, data=xml, headers=headers, timeout=30)
-    assert again.status_code in (200, 409)
-    broken = requests.post(url, data="<data", headers=headers, timeout=30)
-    assert broken.status_code == 400
-    assert "code" in broken.json()
+    # The identical XML again is a resend: the same submission, nothing new.
+    again = requests.post(url, data=xml, headers=coordinator, timeout=30)
+    assert again.status_code == 200 and again.json()["instanceId"] == "uuid:api-20"
+    # Other XML under the same instanceID is a conflict: kept for review, answered 409.
+    changed = xml.replace("Dilnoza", "Someone else")
+    conflict = requests.post(url, data=changed, headers=coordinator, timeout=30)
+    assert conflict.status_code == 409 and conflict.json()["code"] == "409.3"
+    # An edit: a new instanceID that names the old one as deprecatedID.
+    edited = xml.replace(
+        "<instanceID>uuid:api-20</instanceID>",
+        "<instanceID>uuid:api-20-e1</instanceID><deprecatedID>uuid:api-20</deprecatedID>",
+    ).replace("<age>22</age>", "<age>23</age>")
+    put = requests.put(f"{url}/uuid:api-20", data=edited, headers=coordinator, timeout=30)
+    assert put.status_code == 200, put.text
+    assert put.json()["instanceId"] == "uuid:api-20"
+    assert put.json()["currentVersion"]["instanceId"] == "uuid:api-20-e1"
+    versions = survey.get("/submissions/uuid:api-20/versions").json()
+    assert [(v["instanceId"], v["current"]) for v in versions] == [
+        ("uuid:api-20-e1", True),
+        ("uuid:api-20", False),
+    ]
+    assert survey.get("/submissions/uuid:api-20.xml").text == edited
+    odata = survey.get(".svc/Submissions", params={"$filter": "__id eq 'uuid:api-20'", "$select": "age"})
+    assert odata.json()["value"] == [{"age": 23}]
+    for bad, status in (("<data", 400), (xml.replace('id="survey1"', 'id="other"'), 400), ("", 400)):
+        refused = requests.post(url, data=bad, headers=coordinator, timeout=30)
+        assert refused.status_code == status, refused.text
+        assert refused.json()["code"].startswith(str(status))

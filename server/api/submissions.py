@@ -479,46 +479,72 @@ def submission_upload_attachment(
 # ---- new submissions ----------------------------------------------------------------------------------
 
 
-def _instance_id_of(xml: bytes) -> str | None:
-    try:
-        root = etree.fromstring(xml, _XML_PARSER)
-    except etree.XMLSyntaxError:
-        return None
-    for el in root.iter():
-        if isinstance(el.tag, str) and etree.QName(el).localname == "instanceID" and el.text:
-            return el.text.strip()
-    return None
+def _settings_max_xml() -> int:
+    from flask import current_app
+
+    return int(current_app.config["SARHAD"].max_xml_bytes)
 
 
-@api.post(BASE)
-@db.write_request
-def create_submission(project_id: int, xml_form_id: str) -> ResponseReturnValue:
-    """A submission sent as an XML body (pyodk's ``submissions.create``), through the one ingest path."""
+def _ingest_body(fa: FormAccess, edit_of: str | None = None) -> ResponseReturnValue:
+    """Ingest the request's XML body for ``fa.form`` as the signed-in web user; answer Central's JSON.
+
+    A conflict (same instanceID, other XML) is kept by ingest in this transaction: the view returns a
+    409 *response* (so that the transaction commits and the payload is kept) instead of raising.
+    """
     from server.ingest import ingest
+    from server.ingest.parse import parse_submission
 
-    fa = form_access(project_id, xml_form_id, *WRITE_ROLES)
     xml = request.get_data(cache=False)
     if not xml.strip():
         raise errors.bad_request("The request body must be the submission XML.")
+    parsed = parse_submission(xml, _settings_max_xml())
+    if parsed.form_id != fa.form.xml_form_id:
+        raise errors.bad_request(
+            f"This XML is a submission to the form {parsed.form_id!r}, not to {fa.form.xml_form_id!r}.",
+            form=parsed.form_id,
+        )
+    if edit_of is not None and parsed.deprecated_id is None:
+        raise errors.bad_request(
+            "An edit must name the version it replaces in <meta><deprecatedID>.", field="deprecatedID"
+        )
     result = ingest(
         db.writer(),
         project=fa.project,
         xml_bytes=xml,
-        attachments=[],
         incomplete=False,
         source=Source.API,
         user=fa.user,
         device_id=request.args.get("deviceID"),
         user_agent=request.headers.get("User-Agent"),
     )
+    if not result.accepted:
+        return errors.render(result.problem())
     session = db.session()
-    sub = getattr(result, "submission", None)
-    if not isinstance(sub, Submission):
-        instance_id = _instance_id_of(xml)
-        sub = find_submission(session, fa.form, instance_id or "")
-    if sub.form_id != fa.form.id:
-        raise errors.bad_request(
-            f"This XML is a submission to another form, not to {fa.form.xml_form_id!r}.", form=xml_form_id
-        )
     session.flush()
+    sub = result.submission
+    if sub is None:  # pragma: no cover - an accepted payload always has its submission
+        sub = find_submission(session, fa.form, parsed.instance_id)
+    if edit_of is not None and sub.instance_id != edit_of:
+        raise errors.bad_request(
+            f"This edit belongs to submission {sub.instance_id!r}, not to {edit_of!r}.", field="deprecatedID"
+        )
+    session.expire(sub)
     return jsonify(submission_json(session, sub, fa.access))
+
+
+@api.post(BASE)
+@db.write_request
+def create_submission(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+    """A submission sent as an XML body (pyodk's ``submissions.create``), through the one ingest path.
+    Its files follow with ``POST .../attachments/{name}``."""
+    return _ingest_body(form_access(project_id, xml_form_id, *WRITE_ROLES))
+
+
+@api.put(f"{BASE}/<instance_id>")
+@db.write_request
+def edit_submission(project_id: int, xml_form_id: str, instance_id: str) -> ResponseReturnValue:
+    """An edited version (pyodk's ``submissions.edit``): new instanceID, ``deprecatedID`` = the one it
+    replaces. Stored as a new version of the same submission by the one ingest path."""
+    fa = form_access(project_id, xml_form_id, *WRITE_ROLES)
+    find_submission(db.session(), fa.form, instance_id)
+    return _ingest_body(fa, edit_of=instance_id)
