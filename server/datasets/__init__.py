@@ -199,6 +199,15 @@ def _filtered(stmt: Select[Any], current: Any, project: Project, filters: Filter
     return stmt
 
 
+def _stream(session: Session, stmt: Select[Any]) -> Any:
+    """Rows without holding them all: PostgreSQL needs a server-side cursor for that; SQLite's cursor
+    already steps through the result row by row (and is faster without SQLAlchemy's row buffering)."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        return connection.execute(stmt)
+    return connection.execute(stmt.execution_options(yield_per=STREAM_BATCH))
+
+
 def iter_submissions(
     session: Session, form: Form, filters: Filters | None = None
 ) -> Iterator[SubmissionRecord]:
@@ -215,7 +224,7 @@ def iter_submissions(
             select(FormVersion.id, FormVersion.version).where(FormVersion.form_id == form.id)
         ).all()
     )
-    result = session.execute(_query(form, project, filters).execution_options(yield_per=STREAM_BATCH))
+    result = _stream(session, _query(form, project, filters))
     for row in result:
         (sid, iid, created, updated, state, deleted_at, vid, viid, xml, enc, fvid, device, app_user_id,
          user_id, app_user_name, user_name, present, expected, versions) = row  # fmt: skip
@@ -270,5 +279,5 @@ def iter_attachments(
         .order_by(Submission.id, SubmissionAttachment.name)
     )
     stmt = _filtered(stmt, current, project, filters)
-    for vid, iid, name, sha in session.execute(stmt.execution_options(yield_per=STREAM_BATCH)):
+    for vid, iid, name, sha in _stream(session, stmt):
         yield AttachmentRecord(vid, iid, name, sha)

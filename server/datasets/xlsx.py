@@ -8,6 +8,7 @@ choices); text is always written as text, never as a formula (a value starting w
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Iterator
 from decimal import Decimal
@@ -16,19 +17,12 @@ from typing import Any
 
 import xlsxwriter
 
-from server.datasets.clean import Geopoint
 from server.datasets.codebook import CODEBOOK_HEADER, CONFLICT_HEADER, codebook_lines, conflict_lines
-from server.datasets.tables import (
-    GEO_PARTS,
-    Column,
-    Dataset,
-    OutRow,
-    Table,
-    cell_text,
-    typed_value,
-)
+from server.datasets.redact import Treatment
+from server.datasets.tables import GEO_PARTS, Dataset, OutRow, Table
 
 _SHEET_UNSAFE = re.compile(r"[\[\]:*?/\\]")
+_INT = re.compile(r"^[+-]?\d+$")
 _META_NUMBERS = {"AttachmentsPresent", "AttachmentsExpected", "Edits", "SubmitterID"}
 
 
@@ -68,30 +62,78 @@ class _Writer:
             sheet.write_string(r, c, str(value))
 
 
-def _typed_cell(dataset: Dataset, column: Column, row: OutRow) -> Any:
-    if column.meta is not None:
-        if column.meta == "SubmissionDate":
-            return row.record.created_at
-        text = cell_text(column, row)
-        return int(text) if column.meta in _META_NUMBERS and str(text).isdigit() else text
-    f = column.field
-    assert f is not None
-    if column.choice is not None:
-        return cell_text(column, row)
-    value = row.values.get(f.rel)
-    if value is None:
+def _column_kinds(dataset: Dataset, table: Table) -> list[str]:
+    """How each column's text becomes a typed cell, decided once per table."""
+    kinds = []
+    for column in table.columns:
+        f = column.field
+        if column.meta is not None:
+            kind = (
+                "when"
+                if column.meta == "SubmissionDate"
+                else "count"
+                if column.meta in _META_NUMBERS
+                else "text"
+            )
+        elif column.choice is not None:
+            kind = "number"
+        elif f is None or dataset.treatment(f) in (Treatment.PSEUDONYMISE, Treatment.DROP):
+            kind = "text"
+        elif column.part is not None:
+            kind = "number"
+        elif dataset.opts.labels and f.choices:
+            kind = "text"
+        else:
+            kind = {"int": "int", "decimal": "number", "date": "date"}.get(f.type, "text")
+        kinds.append(kind)
+    return kinds
+
+
+def _write_typed(
+    writer: _Writer, sheet: Any, r: int, kinds: list[str], cells: list[Any], row: OutRow
+) -> None:
+    for c, (kind, value) in enumerate(zip(kinds, cells, strict=True)):
+        if value == "" or value is None:
+            continue
+        if kind == "text":
+            sheet.write_string(r, c, value)
+        elif kind == "when":
+            sheet.write_datetime(
+                r, c, row.record.created_at.astimezone(dt.UTC).replace(tzinfo=None), writer.datetime
+            )
+        elif kind == "count" or kind == "int":
+            if isinstance(value, int) or _INT.match(value):
+                sheet.write_number(r, c, int(value))
+            else:
+                sheet.write_string(r, c, value)
+        elif kind == "number":
+            number = _finite(value)
+            if number is None:
+                sheet.write_string(r, c, str(value))
+            else:
+                sheet.write_number(r, c, number)
+        elif kind == "date":
+            day = _day(value)
+            if day is None:
+                sheet.write_string(r, c, value)
+            else:
+                sheet.write_datetime(r, c, day, writer.date)
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
         return None
-    typed = typed_value(dataset, f, value)
-    if column.part is not None:
-        if isinstance(typed, Geopoint):
-            return [typed.latitude, typed.longitude, typed.altitude, typed.accuracy][column.part]
-        return cell_text(column, row)
-    if f.type == "date" and isinstance(typed, str) and len(typed) == 10:
-        try:
-            return dt.date.fromisoformat(typed)
-        except ValueError:
-            return typed
-    return typed
+    return number if math.isfinite(number) else None
+
+
+def _day(value: str) -> dt.datetime | None:
+    try:
+        day = dt.date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+    return dt.datetime(day.year, day.month, day.day)
 
 
 def write_xlsx(path: Path, dataset: Dataset, tables: list[Table]) -> None:
@@ -117,14 +159,14 @@ def write_xlsx(path: Path, dataset: Dataset, tables: list[Table]) -> None:
             sheet.write_string(0, c, column.header, writer.header)
         next_row.append(1)
     index = {t.path: i for i, t in enumerate(tables)}
+    kinds = [_column_kinds(dataset, t) for t in tables]
     for rows in dataset.submissions():
         for row in rows:
             i = index.get(row.table)
             if i is None:
                 continue
-            table, sheet, r = tables[i], sheets[i], next_row[i]
-            for c, column in enumerate(table.columns):
-                writer.cell(sheet, r, c, _typed_cell(dataset, column, row))
+            r = next_row[i]
+            _write_typed(writer, sheets[i], r, kinds[i], tables[i].render(row), row)
             next_row[i] = r + 1
     for c, header in enumerate(CODEBOOK_HEADER):
         codebook.write_string(0, c, header, writer.header)
