@@ -10,6 +10,7 @@ FormVersion; repeat tables with paths relative to the repeat, then PARENT_KEY an
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import zipfile
@@ -206,3 +207,21 @@ def test_unknown_form_and_no_credentials(layout: tuple[Any, int, WebUser]) -> No
         requests.get(f"{base}/nope/submissions.csv.zip", headers=admin.headers, timeout=30).status_code == 404
     )
     assert requests.get(f"{base}/layout/submissions.csv.zip", timeout=30).status_code == 401
+
+
+def test_a_missing_file_does_not_spoil_the_export(live_server: Any) -> None:
+    db, app = live_server.database, live_server.app
+    project_id = make_project(db, "csv-missing-blob")
+    publish_form(db, app, project_id, V1.encode(), "layout.md")
+    submit(db, app, project_id, SUB1, {"a.jpg": b"photo-a, soon lost"}, device_id=DEVICE)
+    db.blobs.path(hashlib.sha256(b"photo-a, soon lost").hexdigest()).unlink()
+    admin = web_user(live_server, "csv-missing@example.tj", "admin", project_id)
+    reply = requests.get(
+        f"{live_server.url}/v1/projects/{project_id}/forms/layout/submissions.csv.zip",
+        headers=admin.headers,
+        timeout=60,
+    )
+    files = _files(reply)
+    assert "media/a.jpg" not in files and files["layout-person.csv"].decode() == PERSON.splitlines(
+        keepends=True
+    )[0] + "".join(PERSON.splitlines(keepends=True)[1:3])

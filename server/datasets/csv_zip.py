@@ -17,16 +17,19 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import logging
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
+from server.blobs import BlobCorrupt, BlobMissing
 from server.datasets import iter_attachments
 from server.datasets.codebook import CODEBOOK_HEADER, CONFLICT_HEADER, codebook_lines, conflict_lines
 from server.datasets.tables import Dataset, OutRow, Table, sanitize_filename
 
 CHUNK_BYTES = 256 * 1024
+log = logging.getLogger(__name__)
 COMPRESS_LEVEL = 6
 BlobOpener = Callable[[str], IO[bytes]]
 
@@ -169,14 +172,25 @@ def _write_media(
     for att in iter_attachments(dataset.session, dataset.form, dataset.opts.filters):
         if allowed is not None and (att.version_id, att.name) not in allowed:
             continue
-        with (
-            open_blob(att.blob_sha256) as source,
-            zf.open(_entry(f"media/{sanitize_filename(att.name)}"), "w", force_zip64=True) as target,
-        ):
-            while block := source.read(CHUNK_BYTES):
-                target.write(block)
-                if sink.size >= CHUNK_BYTES:
-                    yield sink.take()
+        try:
+            source = open_blob(att.blob_sha256)
+        except BlobMissing:
+            # A storage fault (``sarhad doctor`` reports it): the rest of the export is still worth having.
+            log.error("export of %s: the file %s of %s is missing from the blob store",
+                      dataset.form.xml_form_id, att.name, att.instance_id)  # fmt: skip
+            continue
+        try:
+            with (
+                source,
+                zf.open(_entry(f"media/{sanitize_filename(att.name)}"), "w", force_zip64=True) as target,
+            ):
+                while block := source.read(CHUNK_BYTES):
+                    target.write(block)
+                    if sink.size >= CHUNK_BYTES:
+                        yield sink.take()
+        except BlobCorrupt:
+            log.error("export of %s: the file %s of %s does not match its checksum",
+                      dataset.form.xml_form_id, att.name, att.instance_id)  # fmt: skip
 
 
 def stream_root_csv(dataset: Dataset, root: Table) -> Iterator[bytes]:
