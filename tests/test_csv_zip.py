@@ -225,3 +225,21 @@ def test_a_missing_file_does_not_spoil_the_export(live_server: Any) -> None:
     assert "media/a.jpg" not in files and files["layout-person.csv"].decode() == PERSON.splitlines(
         keepends=True
     )[0] + "".join(PERSON.splitlines(keepends=True)[1:3])
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content_type", "magic"),
+    [
+        ("csv.zip", "application/zip", b"PK"),
+        ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", b"PK"),
+        ("jsonl", "application/x-ndjson; charset=utf-8", b'{"__id": "uuid:one"'),
+        ("geojson", "application/geo+json; charset=utf-8", b'{"type":"FeatureCollection"'),
+    ],
+)
+def test_sarhad_exports_over_http(
+    layout: tuple[Any, int, WebUser], fmt: str, content_type: str, magic: bytes
+) -> None:
+    reply = _get(layout, f"export.{fmt}?labels=true&lang=en&labelHeaders=true")
+    assert reply.headers["Content-Type"] == content_type
+    assert f'filename="layout.{fmt}"' in reply.headers["Content-Disposition"]
+    assert reply.content.startswith(magic)
