@@ -307,6 +307,8 @@ def _follow(
         ("Submissions", {"$top": 2}, 2),
         ("Submissions", {"$top": 1, "$filter": "age gt 20", "$count": "True"}, 2),
         ("Submissions", {"$top": 1, "$orderby": "__system/submissionDate desc"}, 3),
+        ("Submissions", {"$top": 2, "$orderby": "__id desc", "$filter": "age gt 1", "$count": "true"}, 2),
+        ("Submissions", {"$top": 1, "$skip": 1, "$filter": "age gt 1"}, 2),
         ("Submissions.visit", {"$top": 1, "$count": "true"}, 3),
         ("Submissions.visit.person", {"$top": 2}, 2),
     ],
@@ -405,6 +407,9 @@ def test_select(survey: Survey) -> None:
         "grp": {"note": "first"},
     }
     assert rows(survey, **{"$select": "age"})["value"][1] == {"age": 17}
+    assert rows(survey, **{"$select": "*"})["value"] == rows(survey)["value"]
+    system = rows(survey, **{"$select": "__system"})["value"][0]
+    assert list(system) == ["__system"] and len(system["__system"]) == 11
     visit = rows(survey, "Submissions.visit", **{"$select": "place,__Submissions-id"})["value"][0]
     assert visit == {"__Submissions-id": "uuid:s-1", "place": "Dushanbe"}
     unknown = survey.get(".svc/Submissions", params={"$select": "age,nope"})

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, aliased
 
 from server import audit, auth, db, errors
 from server.api import api
+from server.api.odata_rows import review_state_json
 from server.api.schemas import iso, load_json
 from server.datasets.redact import Access, Treatment, access_for, pseudonym, redact_value
 from server.datasets.schema import FormSchema, load_schema
@@ -193,10 +194,6 @@ def shown_identity(access: Access, value: str | None) -> str | None:
     if access.raw or not value:
         return value
     return pseudonym(access.key, value)
-
-
-def review_state_json(state: str) -> str | None:
-    return None if state == ReviewState.RECEIVED else state
 
 
 def version_json(version: SubmissionVersion, current: bool, access: Access) -> dict[str, Any]:

@@ -1,0 +1,408 @@
+"""One submission as OData rows: typed values, ``$select``, ``$expand``, navigation links, ``$filter``.
+
+- Values follow the form's types as Central writes them: ``int`` → integer, ``decimal`` → number,
+  ``geopoint``/``geotrace``/``geoshape`` → GeoJSON (or WKT with ``$wkt``), ``dateTime`` with a complete
+  offset, ``boolean`` → true/false, everything else text; an empty or unreadable value is ``null``.
+- Every value first passes :func:`server.datasets.redact.redact_value` for the requester, and
+  ``$filter`` compares those same redacted values.
+- A repeat row's ``__id`` is the sha1 of its KEY (``uuid:x/visit[2]/person[1]``): stable, and safe in a
+  URL; ``__Submissions[-repeat]-id`` names the row it belongs to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from lxml import etree
+
+from server.api.odata_schema import Node, Table, Tree
+from server.api.schemas import iso
+from server.datasets import odata_filter as of
+from server.datasets.redact import Access, Treatment, redact_value
+from server.datasets.schema import Field
+from server.models import ReviewState
+
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+SYSTEM_FIELDS = (
+    "submissionDate",
+    "updatedAt",
+    "submitterId",
+    "submitterName",
+    "attachmentsPresent",
+    "attachmentsExpected",
+    "status",
+    "reviewState",
+    "deviceId",
+    "edits",
+    "formVersion",
+)
+
+
+def review_state_json(state: str) -> str | None:
+    """Central's review state: ``null`` until someone reviews the submission."""
+    return None if state == ReviewState.RECEIVED else state
+
+
+# ---- values ------------------------------------------------------------------------------------------
+
+
+def _number(text: str, kind: type) -> Any:
+    try:
+        value = kind(text.strip())
+    except ValueError:
+        return None
+    return (
+        None
+        if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf")))
+        else value
+    )
+
+
+def _points(text: str) -> list[list[float]]:
+    out = []
+    for part in re.split(r";\s*", text.strip()):
+        try:
+            numbers = [float(n) for n in part.split()]
+        except ValueError:
+            continue
+        if len(numbers) >= 2:
+            out.append(numbers)
+    return out
+
+
+def _geo(kind: str, text: str, wkt: bool) -> Any:
+    points = _points(text)
+    if not points:
+        return None
+    coords = [[p[1], p[0], *p[2:3]] for p in points]
+    if kind == "geopoint":
+        point = coords[0]
+        if wkt:
+            return f"POINT ({' '.join(_num(c) for c in point)})"
+        value: dict[str, Any] = {"type": "Point", "coordinates": point}
+        if len(points[0]) >= 4:
+            value["properties"] = {"accuracy": points[0][3]}
+        return value
+    if wkt:
+        joined = ",".join(" ".join(_num(c) for c in p) for p in coords)
+        return f"LINESTRING ({joined})" if kind == "geotrace" else f"POLYGON (({joined}))"
+    if kind == "geotrace":
+        return {"type": "LineString", "coordinates": coords}
+    return {"type": "Polygon", "coordinates": [coords]}
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+def odata_value(f: Field, text: str, access: Access, wkt: bool) -> Any:
+    """A leaf's text as OData JSON, after redaction for this requester."""
+    treatment = access.treatment(f)
+    shown = redact_value(access, f, text)
+    if shown is None or shown == "":
+        return None
+    if treatment is Treatment.PSEUDONYMISE:
+        return shown
+    kind = f.type
+    if kind == "int":
+        return _number(shown, int)
+    if kind == "decimal":
+        return _number(shown, float)
+    if kind == "boolean":
+        lowered = shown.strip().lower()
+        return True if lowered in ("true", "1") else False if lowered in ("false", "0") else None
+    if kind in ("geopoint", "geotrace", "geoshape"):
+        return _geo(kind, shown, wkt)
+    if kind == "dateTime":
+        trimmed = shown.strip()
+        return f"{trimmed}:00" if re.search(r"[+-]\d\d$", trimmed) else trimmed
+    return shown
+
+
+def _filter_value(f: Field, text: str | None, access: Access) -> Any:
+    """A leaf's value as ``$filter`` compares it: redacted, typed as the form says."""
+    if text is None:
+        return None
+    shown = redact_value(access, f, text)
+    if shown is None or shown == "":
+        return None
+    if access.treatment(f) is Treatment.PSEUDONYMISE:
+        return shown
+    if f.type == "int":
+        return _number(shown, int)
+    if f.type == "decimal":
+        return _number(shown, float)
+    if f.type in ("date", "dateTime"):
+        return of.parse_datetime(shown) or shown
+    if f.type == "boolean":
+        return shown.strip().lower() in ("true", "1")
+    return shown
+
+
+# ---- one submission as rows ------------------------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    id: int
+    instance_id: str
+    created_at: dt.datetime
+    updated_at: dt.datetime | None
+    review_state: str
+    xml: str
+    encrypted: bool
+    form_version: str
+    device_id: str | None
+    submitter_id: int | None
+    submitter_name: str | None
+    attachments_present: int
+    attachments_expected: int
+    edits: int
+
+    def system(self) -> dict[str, Any]:
+        return {
+            "submissionDate": iso(self.created_at),
+            "updatedAt": iso(self.updated_at),
+            "submitterId": None if self.submitter_id is None else str(self.submitter_id),
+            "submitterName": self.submitter_name,
+            "attachmentsPresent": self.attachments_present,
+            "attachmentsExpected": self.attachments_expected,
+            "status": "notDecrypted" if self.encrypted else None,
+            "reviewState": review_state_json(self.review_state),
+            "deviceId": self.device_id,
+            "edits": self.edits,
+            "formVersion": self.form_version,
+        }
+
+    def system_value(self, name: str) -> Any:
+        """A ``__system`` value as ``$filter`` compares it (datetimes as datetimes)."""
+        if name == "submissionDate":
+            return self.created_at
+        if name == "updatedAt":
+            return self.updated_at
+        return self.system().get(name)
+
+
+@dataclass
+class Row:
+    """A row of a table: its id, its parent's id, its JSON, and its raw texts (for ``$filter``)."""
+
+    id: str
+    parent_id: str | None
+    data: dict[str, Any]
+    texts: dict[str, str] = field(default_factory=dict)  # relpath → text
+
+
+@dataclass
+class Selection:
+    """``$select``: which columns of the table are written (None = all of them)."""
+
+    paths: set[str] | None = None  # relpaths of the table's nodes to include
+    system: set[str] | None = None  # __system properties (None = all)
+    with_id: bool = True
+    with_parent_id: bool = True
+
+    def includes(self, node: Node, table: Table) -> bool:
+        return self.paths is None or node.owner != table.node.opath or node.relpath in self.paths
+
+
+def parse_select(raw: str | None, tree: Tree, table: Table) -> Selection:
+    if raw is None or raw.strip() in ("", "*"):
+        return Selection()
+    table_nodes = [n for n in tree.by_opath.values() if n.owner == table.node.opath]
+    selection = Selection(paths=set(), system=set(), with_id=False, with_parent_id=False)
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        if item == "__id":
+            selection.with_id = True
+        elif table.parent is None and item == "__system":
+            selection.system = None
+        elif table.parent is None and item.startswith("__system/") and item[9:] in SYSTEM_FIELDS:
+            if selection.system is not None:
+                selection.system.add(item[9:])
+        elif table.parent is not None and item == table.parent_id_key:
+            selection.with_parent_id = True
+        else:
+            matched = [
+                n.relpath
+                for n in table_nodes
+                if n.relpath == item or n.relpath.startswith(item + "/") or item.startswith(n.relpath + "/")
+            ]
+            if not any(n.relpath == item for n in table_nodes):
+                raise of.unknown_property(item)
+            assert selection.paths is not None
+            selection.paths.update(matched)
+    if selection.system is not None and not selection.system and "__system" not in raw:
+        selection.system = set()
+    return selection
+
+
+@dataclass
+class Shaper:
+    """Turns one submission into the rows of the requested table, as the query options ask."""
+
+    tree: Tree
+    table: Table
+    access: Access
+    wkt: bool
+    expand: bool
+    selection: Selection
+
+    def frame(self, node: Node, link: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for child in node.children:
+            if not self.selection.includes(child, self.table):
+                continue
+            if child.group:
+                out[child.name] = self.frame(child, link)
+            elif child.repeat:
+                out[f"{child.name}@odata.navigationLink"] = f"{link}/{child.relpath}"
+            else:
+                out[child.name] = None
+        return out
+
+    def shape(self, record: Record) -> tuple[Row, list[Row]]:
+        """(the submission's row, the rows of the requested table)."""
+        link = f"Submissions('{quote(record.instance_id, safe=':')}')"
+        data: dict[str, Any] = {"__id": record.instance_id}
+        data["__system"] = record.system()
+        data.update(self.frame(self.tree.root, link))
+        root = Row(record.instance_id, None, data)
+        wanted: list[Row] = [root] if self.table.parent is None else []
+        if not record.encrypted:
+            try:
+                element = etree.fromstring(record.xml.encode("utf-8"), _PARSER)
+            except etree.XMLSyntaxError:
+                element = None
+            if element is not None:
+                self._walk(element, self.tree.root, root.data, root, link, record.instance_id, wanted)
+        return root, wanted
+
+    def _walk(
+        self,
+        el: etree._Element,
+        node: Node,
+        frame: dict[str, Any] | None,
+        row: Row,
+        link: str,
+        key: str,
+        wanted: list[Row],
+    ) -> None:
+        by_name = node.by_name
+        counts: dict[str, int] = {}
+        for child_el in el:
+            if not isinstance(child_el.tag, str):
+                continue
+            child = by_name.get(etree.QName(child_el).localname)
+            if child is None or child.field is None:
+                continue
+            step = child.field.name
+            if child.repeat:
+                counts[step] = counts.get(step, 0) + 1
+                row_key = f"{key}/{step}[{counts[step]}]"
+                row_id = hashlib.sha1(row_key.encode("utf-8")).hexdigest()
+                row_link = f"{link}/{child.relpath}('{row_id}')"
+                parent_key = f"__{'-'.join(['Submissions', *filter(None, child.owner.split('/'))])}-id"
+                data = {"__id": row_id, parent_key: row.id, **self.frame(child, row_link)}
+                inner = Row(row_id, row.id, data)
+                if child is self.table.node:
+                    wanted.append(inner)
+                elif self.expand and frame is not None and self.selection.includes(child, self.table):
+                    frame.setdefault(child.name, []).append(data)
+                self._walk(child_el, child, data, inner, row_link, row_key, wanted)
+            elif child.group:
+                inner_frame = frame.get(child.name) if frame is not None else None
+                self._walk(child_el, child, inner_frame, row, link, f"{key}/{step}", wanted)
+            elif child_el.text is not None:
+                text = row.texts.get(child.relpath, "") + child_el.text
+                row.texts[child.relpath] = text
+                if frame is not None and child.name in frame:
+                    frame[child.name] = odata_value(child.field, text, self.access, self.wkt)
+
+    def finish(self, row: Row) -> dict[str, Any]:
+        """The row as written: ``$select`` drops the ids and ``__system`` properties not asked for."""
+        data = row.data
+        sel = self.selection
+        if sel.paths is None and sel.system is None:
+            return data
+        out = dict(data)
+        if not sel.with_id:
+            out.pop("__id", None)
+        if self.table.parent is not None and not sel.with_parent_id:
+            out.pop(self.table.parent_id_key, None)
+        if self.table.parent is None:
+            if sel.system is not None and not sel.system:
+                out.pop("__system", None)
+            elif sel.system is not None:
+                out["__system"] = {k: v for k, v in data["__system"].items() if k in sel.system}
+        return out
+
+
+# ---- $filter on rows --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RowFilter:
+    node: of.Node | None
+    tree: Tree
+    table: Table
+    access: Access
+
+    def __post_init__(self) -> None:
+        for member in of.members(self.node) if self.node is not None else ():
+            self._check(member)
+
+    def _on_root(self, member: of.Member) -> bool:
+        return member.root or self.table.parent is None
+
+    def _node(self, member: of.Member) -> Node | None:
+        owner = "" if self._on_root(member) else self.table.node.opath
+        path = f"{owner}/{member.path}" if owner else member.path
+        found = self.tree.by_opath.get(path)
+        if found is None or found.owner != owner or found.group or found.repeat:
+            return None
+        return found
+
+    def _check(self, member: of.Member) -> None:
+        on_root = self._on_root(member)
+        if (
+            member.path == "__id"
+            or (on_root and member.path.startswith("__system/") and member.path[9:] in SYSTEM_FIELDS)
+            or (not on_root and member.path == self.table.parent_id_key)
+            or self._node(member) is not None
+        ):
+            return
+        raise of.unknown_property(("$root/Submissions/" if member.root else "") + member.path)
+
+    @property
+    def needs_fields(self) -> bool:
+        return self.node is not None and any(not m.path.startswith("__") for m in of.members(self.node))
+
+    def passes(self, record: Record, root: Row, row: Row) -> bool:
+        if self.node is None:
+            return True
+
+        def resolve(member: of.Member) -> Any:
+            on_root = self._on_root(member)
+            target = root if on_root else row
+            if member.path == "__id":
+                return target.id
+            if on_root and member.path.startswith("__system/"):
+                return record.system_value(member.path[9:])
+            if not on_root and member.path == self.table.parent_id_key:
+                return row.parent_id
+            found = self._node(member)
+            assert found is not None and found.field is not None
+            return _filter_value(found.field, target.texts.get(found.relpath), self.access)
+
+        try:
+            return of.matches(self.node, resolve)
+        except (TypeError, ValueError, OverflowError):
+            # Values that cannot be compared (text against a number the form did not type) do not match.
+            return False
