@@ -18,6 +18,7 @@ rows and becomes a resend). SQLite serialises writers with ``BEGIN IMMEDIATE``, 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable
 from typing import BinaryIO
 
@@ -38,6 +39,7 @@ from server.ingest.reconcile import (
 )
 from server.models import AppUser, Project, Source, User, utcnow
 
+log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 4
 DEFAULT_MAX_XML_BYTES = 10 * 1024 * 1024
 
@@ -53,13 +55,14 @@ def _max_xml_bytes() -> int:
 
 
 def stage_attachments(writer: Writer, attachments: Iterable[Attachment]) -> dict[str, StagedBlob]:
-    """Every file staged in this transaction, by name. The same name twice must be the same bytes."""
+    """Every file by name, staged. A stream is staged in the writer's staging (published after the commit);
+    a ``StagedBlob`` must already sit in a staging the caller publishes once this transaction commits
+    (``writer.staging`` or its own, as the OpenRosa route does to keep file copies out of the transaction).
+    The same name twice must be the same bytes."""
     files: dict[str, StagedBlob] = {}
     for name, item in attachments:
         check_attachment_name(name)
         staged = item if isinstance(item, StagedBlob) else writer.staging.add_stream(item)
-        if isinstance(item, StagedBlob) and item.sha256 not in writer.staging.staged:
-            raise ValueError(f"the staged blob of {name!r} does not belong to this transaction")
         if name in files and files[name].sha256 != staged.sha256:
             raise errors.bad_request(f"Two different files named {name!r} came in one request.", name=name)
         files[name] = staged
@@ -81,14 +84,17 @@ def ingest(
     source_detail: str | None = None,
     received_at: dt.datetime | None = None,
     max_xml_bytes: int | None = None,
+    parsed: ParsedSubmission | None = None,
 ) -> IngestResult:
     """Store one submission payload (or part of a split upload) and say what it was.
 
     ``incomplete`` is Collect's ``*isIncomplete*`` (more parts follow with the same XML). It changes
     nothing in what is stored: every part is reconciled the same way and its files merge into the one
-    version; the result's ``missing`` says what is still awaited.
+    version; the result's ``missing`` says what is still awaited. ``parsed`` spares a second parse when
+    the caller has already parsed ``xml_bytes`` (it must be the parse of those very bytes).
     """
-    parsed = parse_submission(xml_bytes, max_xml_bytes or _max_xml_bytes())
+    if parsed is None or parsed.xml_bytes is not xml_bytes:
+        parsed = parse_submission(xml_bytes, max_xml_bytes or _max_xml_bytes())
     files = stage_attachments(writer, attachments)
     provenance = Provenance(
         source=Source(source),
@@ -130,6 +136,12 @@ def _reconcile_with_retry(
             # Another transaction committed the same submission, blob or conflict first (it is committed:
             # PostgreSQL waited for it before failing ours). Read again and decide again.
             savepoint.rollback()
+            log.info(
+                "ingest of %s %s raced another writer (attempt %d); deciding again",
+                parsed.form_id,
+                parsed.instance_id,
+                attempt,
+            )
             if attempt == MAX_ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
