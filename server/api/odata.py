@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from flask import Response, request, stream_with_context
 from flask.typing import ResponseReturnValue
@@ -72,9 +72,16 @@ def _bad_option(option: str, message: str) -> errors.Problem:
     return errors.Problem(400, "400.1", f"{option}: {message}", {"option": option})
 
 
+def _absolute(path: str) -> str:
+    """An absolute URL on this server: BASE_URL when set (behind a proxy), else the request's host."""
+    from flask import current_app
+
+    return (current_app.config["SARHAD"].base_url or request.host_url).rstrip("/") + path
+
+
 def _service_root() -> str:
     path = request.path
-    return request.host_url.rstrip("/") + path[: path.lower().index(".svc") + 4]
+    return _absolute(path[: path.lower().index(".svc") + 4])
 
 
 def _response(body: Any, content_type: str = "application/json; charset=utf-8") -> Response:
@@ -180,7 +187,7 @@ def _non_negative(option: str) -> int | None:
 def _next_link(token: dict[str, Any]) -> str:
     args = [(k, v) for k, v in request.args.items(multi=True) if k not in ("$skip", "$skiptoken")]
     args.append(("$skiptoken", encode_skiptoken(token)))
-    return f"{request.base_url}?{urlencode(args, safe=_URL_SAFE)}"
+    return f"{_absolute(quote(request.path, safe=_URL_SAFE))}?{urlencode(args, safe=_URL_SAFE)}"
 
 
 def _order(raw: str | None) -> list[Any] | None:
