@@ -10,6 +10,7 @@ taken from the same folder as the form file.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -65,6 +66,12 @@ def forms_group() -> None:
 @pass_ctx
 def publish_command(ctx: CliContext, files: tuple[Path, ...], project_ref: str) -> None:
     """Publish each FILE (XLSForm or XForm XML) with the media files beside it."""
+    if publish_files(ctx, files, project_ref):
+        sys.exit(1)
+
+
+def publish_files(ctx: CliContext, files: Iterable[Path], project_ref: str) -> int:
+    """Publish each file in a transaction of its own, printing what happened; returns how many failed."""
     with ctx.read() as session:
         find_project(session, project_ref)  # a wrong project fails before any conversion
     failed = 0
@@ -86,8 +93,7 @@ def publish_command(ctx: CliContext, files: tuple[Path, ...], project_ref: str) 
             click.echo(f"error: {path}: cannot read {exc.filename or 'the file'}: {exc.strerror}", err=True)
             continue
         click.echo("\n".join(lines))
-    if failed:
-        sys.exit(1)
+    return failed
 
 
 @forms_group.command("list")
