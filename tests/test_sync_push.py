@@ -133,7 +133,7 @@ def test_push_errors_are_plain_with_exit_codes(central: tuple[Store, LiveServer]
     hub.submit(h_project, instance_xml(new_id(), "Gharm", form_id="not_at_central"))
 
     env = sync_env(live.url, token, hub.env.data_dir)
-    partial = run_sync(env, "push")
+    partial = run_sync(env, "push", in_process=False)  # the installed command's exit code
     assert partial.returncode == 5, partial.stdout + partial.stderr
     assert "refused by central: not_at_central" in partial.stdout and "NOT complete" in partial.stdout
     status = json.loads(run_sync(env, "status", "--json").stdout)

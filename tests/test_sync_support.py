@@ -3,6 +3,7 @@ submissions sent through the one ingest path."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -210,15 +211,35 @@ def sync_env(central_url: str, token: str, hub_dir: Path, **extra: str) -> dict[
     return env
 
 
-def run_sync(env: Mapping[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sync_client.cli", *args],
-        env=dict(env),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def run_sync(
+    env: Mapping[str, str], *args: str, timeout: float = 120, in_process: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run ``sarhad-sync`` with ``env``: its real entry point ``sync_client.cli.main`` in this process
+    (fast), or the installed command in a child process."""
+    if not in_process:
+        return subprocess.run(
+            [sys.executable, "-m", "sync_client.cli", *args],
+            env=dict(env),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    from sync_client.cli import main
+
+    saved = {k: v for k, v in os.environ.items() if k.startswith("SARHAD_")}
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        for key in saved:
+            del os.environ[key]
+        os.environ.update({k: v for k, v in env.items() if k.startswith("SARHAD_")})
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        for key in [k for k in os.environ if k.startswith("SARHAD_")]:
+            del os.environ[key]
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(["sarhad-sync", *args], code, out.getvalue(), err.getvalue())
 
 
 def start_sync(env: Mapping[str, str], *args: str) -> subprocess.Popen[str]:
