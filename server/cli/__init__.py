@@ -84,9 +84,9 @@ def main(ctx: click.Context, config_file: str | None) -> None:
 
 
 def _register() -> None:
-    from server.cli import app_users, exports, forms, hubs, maintenance, projects, users
+    from server.cli import app_users, exports, forms, hubs, maintenance, projects, quickstart, users
 
-    for module in (maintenance, projects, users, forms, app_users, hubs, exports):
+    for module in (maintenance, quickstart, projects, users, forms, app_users, hubs, exports):
         module.register(main)
 
 

@@ -1,0 +1,311 @@
+"""App users (devices and facilitators): tokens, Digest passwords, form assignments, authentication.
+
+A device signs in one of two ways:
+
+- by a long random token in the URL (``/v1/key/<token>/projects/<p>/...``): what the QR code carries;
+  only its sha256 is stored, so a lookup is one indexed query and a stolen database holds no tokens;
+- on a hub's local network over plain HTTP, by HTTP **Digest** with a username (the app user's name) and
+  a password, of which only HA1 = MD5(username:realm:password) is stored.
+
+Digest is written here rather than with flask-httpauth because Collect needs what that library cannot
+say: nonces that live on no server (Collect keeps no cookies, and any gunicorn worker or host must accept
+them), ``stale=true`` when a nonce has expired (Collect then retries without asking the facilitator), and
+``charset=UTF-8`` in the challenge (without it Collect hashes a Cyrillic password as US-ASCII). The
+header itself is parsed by werkzeug. Nonces are ``<time>.<random>.<HMAC>`` signed with the secret key;
+Collect reuses a nonce pre-emptively with nc+1, which is accepted while the nonce is fresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+
+from flask import current_app, request
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from server import audit, db, errors
+from server.auth import token_sha256
+from server.models import AppUser, Form, FormAssignment, FormState, Project, User, utcnow
+
+NONCE_LIFETIME_SECONDS = 300
+REVOKED_MESSAGE = "This device's access was revoked: ask the coordinator for a new QR code."
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def digest_ha1(username: str, realm: str, password: str) -> str:
+    return _md5(f"{username}:{realm}:{password}")
+
+
+# ---- app users --------------------------------------------------------------------------------------
+
+
+def create_app_user(
+    session: Session,
+    project: Project,
+    display_name: str,
+    *,
+    password: str | None = None,
+    realm: str,
+    actor: User | None = None,
+) -> tuple[AppUser, str]:
+    """A new app user; returns it with its plain token, which is shown once and never stored."""
+    display_name = display_name.strip()
+    if not display_name or ":" in display_name or len(display_name) > 200:
+        raise errors.bad_request("An app user needs a name of 1 to 200 characters without ':'.")
+    taken = session.scalar(
+        select(AppUser).where(AppUser.project_id == project.id, AppUser.display_name == display_name)
+    )
+    if taken is not None:
+        raise errors.conflict(f"An app user named {display_name!r} already exists in this project.")
+    if password is not None and len(password) < 8:
+        raise errors.bad_request("A device password needs at least 8 characters.")
+    token = secrets.token_urlsafe(48)
+    app_user = AppUser(
+        project_id=project.id,
+        display_name=display_name,
+        token_sha256=token_sha256(token),
+        digest_ha1=digest_ha1(display_name, realm, password) if password is not None else None,
+        created_by_id=actor.id if actor else None,
+    )
+    session.add(app_user)
+    session.flush()
+    audit.record(
+        session,
+        "app_user.create",
+        actor=actor,
+        project_id=project.id,
+        target_type="app_user",
+        target_id=app_user.id,
+        with_password=password is not None,
+    )
+    return app_user, token
+
+
+def rotate_token(session: Session, app_user: AppUser, actor: User | None = None) -> str:
+    """A new token for the app user; the old one stops working with this commit."""
+    if app_user.revoked_at is not None:
+        raise errors.conflict("This app user is revoked; create a new one.")
+    token = secrets.token_urlsafe(48)
+    app_user.token_sha256 = token_sha256(token)
+    audit.record(
+        session,
+        "app_user.rotate",
+        actor=actor,
+        project_id=app_user.project_id,
+        target_type="app_user",
+        target_id=app_user.id,
+    )
+    return token
+
+
+def revoke_app_user(session: Session, app_user: AppUser, actor: User | None = None) -> None:
+    if app_user.revoked_at is None:
+        app_user.revoked_at = utcnow()
+        audit.record(
+            session,
+            "app_user.revoke",
+            actor=actor,
+            project_id=app_user.project_id,
+            target_type="app_user",
+            target_id=app_user.id,
+        )
+
+
+def find_app_user(session: Session, project: Project, ref: str | int) -> AppUser:
+    """An app user of the project by id or by name."""
+    found = None
+    if isinstance(ref, int) or str(ref).isdigit():
+        found = session.get(AppUser, int(ref))
+        if found is not None and found.project_id != project.id:
+            found = None
+    if found is None:
+        found = session.scalar(
+            select(AppUser).where(AppUser.project_id == project.id, AppUser.display_name == str(ref))
+        )
+    if found is None:
+        raise errors.not_found(f"There is no app user {ref!r} in project {project.name!r}.")
+    return found
+
+
+def _assigned(session: Session, app_user: AppUser) -> set[int] | None:
+    """The form ids assigned to the app user, or None when it has no assignment (it sees every form)."""
+    ids = set(
+        session.scalars(select(FormAssignment.form_id).where(FormAssignment.app_user_id == app_user.id))
+    )
+    return ids or None
+
+
+def visible_forms(session: Session, app_user: AppUser) -> list[Form]:
+    """Open, published forms of the app user's project, narrowed to its assignments when it has any."""
+    forms = session.scalars(
+        select(Form)
+        .where(
+            Form.project_id == app_user.project_id,
+            Form.state == FormState.OPEN,
+            Form.deleted_at.is_(None),
+            Form.current_version_id.is_not(None),
+        )
+        .order_by(Form.xml_form_id)
+    ).all()
+    assigned = _assigned(session, app_user)
+    return [f for f in forms if assigned is None or f.id in assigned]
+
+
+def may_submit(session: Session, app_user: AppUser, form: Form) -> bool:
+    """Same project, not revoked, assigned (or no assignments) and the form not closed."""
+    if app_user.revoked_at is not None or form.project_id != app_user.project_id:
+        return False
+    if form.state == FormState.CLOSED or form.deleted_at is not None:
+        return False
+    assigned = _assigned(session, app_user)
+    return assigned is None or form.id in assigned
+
+
+def has_assignments(session: Session, form: Form) -> bool:
+    return bool(session.scalar(select(exists().where(FormAssignment.form_id == form.id))))
+
+
+# ---- authentication -------------------------------------------------------------------------------
+
+
+def authenticate_device(project_id: int, token: str | None) -> AppUser:
+    """The app user of this request, by the token in its URL or, without one, by Digest.
+
+    Raises 401 (with a Digest challenge when no token was given) or 403 as a Problem.
+    """
+    if token is not None:
+        return _by_token(project_id, token)
+    auth = request.authorization
+    if auth is not None and auth.type == "basic":
+        return _by_basic(project_id, auth.username or "", auth.password or "")
+    return _by_digest(project_id)
+
+
+def _by_token(project_id: int, token: str) -> AppUser:
+    app_user = db.session().scalar(select(AppUser).where(AppUser.token_sha256 == token_sha256(token)))
+    if app_user is None:
+        raise errors.unauthenticated(
+            "This server does not know this device's key: scan the project's QR code again."
+        )
+    if app_user.revoked_at is not None:
+        raise errors.forbidden(REVOKED_MESSAGE)
+    if app_user.project_id != project_id:
+        raise errors.forbidden("This device's key is for another project.")
+    return app_user
+
+
+def _secret() -> bytes:
+    return str(current_app.config["SARHAD"].secret_key).encode()
+
+
+def _realm() -> str:
+    return str(current_app.config["SARHAD"].digest_realm)
+
+
+def _sign(value: str) -> str:
+    return hmac.new(_secret(), value.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def new_nonce(now: float | None = None) -> str:
+    value = f"{int(now if now is not None else time.time())}.{secrets.token_hex(8)}"
+    return f"{value}.{_sign(value)}"
+
+
+def _nonce_state(nonce: str) -> str:
+    """'fresh', 'stale' (authentic but expired) or 'bad'."""
+    value, _, signature = nonce.rpartition(".")
+    if not value or not hmac.compare_digest(signature, _sign(value)):
+        return "bad"
+    try:
+        issued = int(value.split(".", 1)[0])
+    except ValueError:
+        return "bad"
+    age = time.time() - issued
+    if age < -60:
+        return "bad"
+    return "fresh" if age <= NONCE_LIFETIME_SECONDS else "stale"
+
+
+def challenge(stale: bool = False) -> str:
+    parts = [
+        f'Digest realm="{_realm()}"',
+        'qop="auth"',
+        "algorithm=MD5",
+        f'nonce="{new_nonce()}"',
+        "charset=UTF-8",
+    ]
+    if stale:
+        parts.append("stale=true")
+    return ", ".join(parts)
+
+
+def _refuse(message: str, stale: bool = False) -> errors.Problem:
+    problem = errors.unauthenticated(message)
+    problem.headers["WWW-Authenticate"] = challenge(stale)
+    return problem
+
+
+def _password_user(project_id: int, username: str) -> AppUser | None:
+    return db.session().scalar(
+        select(AppUser).where(
+            AppUser.project_id == project_id,
+            AppUser.display_name == username,
+            AppUser.digest_ha1.is_not(None),
+        )
+    )
+
+
+def _by_basic(project_id: int, username: str, password: str) -> AppUser:
+    # Basic carries the password itself: only over HTTPS, as Collect itself insists.
+    if not request.is_secure:
+        raise _refuse("Basic authentication is accepted only over HTTPS; use Digest.")
+    app_user = _password_user(project_id, username)
+    given = digest_ha1(username, _realm(), password)
+    if app_user is None or not hmac.compare_digest(given, app_user.digest_ha1 or ""):
+        raise _refuse("The username or password is wrong.")
+    if app_user.revoked_at is not None:
+        raise errors.forbidden(REVOKED_MESSAGE)
+    return app_user
+
+
+def _by_digest(project_id: int) -> AppUser:
+    auth = request.authorization
+    if auth is None or auth.type != "digest":
+        raise _refuse("This device must sign in: enter its username and password in Collect's settings.")
+    fields = {
+        k: auth.parameters.get(k)
+        for k in ("username", "realm", "nonce", "uri", "response", "qop", "nc", "cnonce")
+    }
+    if not all(fields[k] for k in ("username", "realm", "nonce", "uri", "response")):
+        raise _refuse("The Digest credentials are incomplete.")
+    if fields["realm"] != _realm() or fields["uri"].split("?")[0] != request.path:  # type: ignore[union-attr]
+        raise _refuse("The Digest credentials are not for this address.")
+    state = _nonce_state(fields["nonce"])  # type: ignore[arg-type]
+    if state == "bad":
+        raise _refuse("The Digest nonce was not issued by this server.")
+
+    app_user = _password_user(project_id, fields["username"] or "")
+    ha1 = app_user.digest_ha1 if app_user is not None else _md5(secrets.token_hex(8))
+    ha2 = _md5(f"{request.method}:{fields['uri']}")
+    if fields["qop"] == "auth":
+        if not fields["nc"] or not fields["cnonce"]:
+            raise _refuse("The Digest credentials are incomplete.")
+        expected = _md5(f"{ha1}:{fields['nonce']}:{fields['nc']}:{fields['cnonce']}:auth:{ha2}")
+    elif fields["qop"] is None:
+        expected = _md5(f"{ha1}:{fields['nonce']}:{ha2}")
+    else:
+        raise _refuse("Only qop=auth is supported.")
+    if app_user is None or not hmac.compare_digest(expected, fields["response"] or ""):
+        raise _refuse("The username or password is wrong.")
+    if state == "stale":
+        # Right password, old nonce: Collect retries with the new nonce without asking the user.
+        raise _refuse("The Digest nonce has expired.", stale=True)
+    if app_user.revoked_at is not None:
+        raise errors.forbidden(REVOKED_MESSAGE)
+    return app_user
