@@ -133,7 +133,7 @@ def publish_xlsform(app: Flask, project_id: int, path: Path, media: Mapping[str,
 
 def make_device(
     app: Flask, project_id: int, name: str | None = None, password: str | None = None
-) -> tuple[int, str | None]:
+) -> tuple[int, str]:
     """An app user through server.devices: (id, token). With a password it signs in by Digest."""
     from server import devices
 
@@ -141,9 +141,12 @@ def make_device(
     with app.app_context(), database.write() as w:
         project = w.session.get(Project, project_id)
         assert project is not None
-        kwargs: dict[str, Any] = {"password": password} if password is not None else {}
         user, token = devices.create_app_user(
-            w.session, project, name or f"tablet {uuid.uuid4().hex[:6]}", **kwargs
+            w.session,
+            project,
+            name or f"tablet {uuid.uuid4().hex[:6]}",
+            password=password,
+            realm=app.config["SARHAD"].digest_realm,
         )
         return user.id, token
 

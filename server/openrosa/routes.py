@@ -52,6 +52,7 @@ INCOMPLETE_PART = "*isIncomplete*"
 SPOOL_IN_MEMORY = 512 * 1024
 # Collect sends at most 100 files per request, plus the XML and *isIncomplete*.
 MAX_PARTS = 1000
+TEXT_PART_FLOOR = 1024 * 1024
 DEVICE_ID_MAX = 255
 
 KEY = "/key/<token>/projects/<int:project_id>"
@@ -252,7 +253,9 @@ def _read_body() -> tuple[MultiDict[str, str], MultiDict[str, FileStorage]]:
         )
     parser = FormDataParser(
         stream_factory=_spooled_file,
-        max_form_memory_size=_settings().max_xml_bytes,
+        # Text parts (an XML sent without a filename) are held in memory up to this size. werkzeug also
+        # applies it to its read buffer, so it may not go below one read (64 KB): keep a 1 MB floor.
+        max_form_memory_size=max(_settings().max_xml_bytes, TEXT_PART_FLOOR),
         max_form_parts=MAX_PARTS,
         silent=False,
     )
@@ -304,7 +307,8 @@ def _submit(project_id: int, token: str | None) -> Response:
         parsed = parse_submission(_xml_bytes(form_parts, files), _settings().max_xml_bytes)
         attachments = _attachment_parts(files)
         form = _form_for_check(project_id, parsed)
-        if form is not None and not _may_submit(app_user, form):
+        # A closed form is refused by ingest with its own 409; the check here is about this device.
+        if form is not None and form.state != FormState.CLOSED and not _may_submit(app_user, form):
             raise errors.forbidden(f"This device may not send submissions to the form {parsed.form_id!r}.")
         project = db.session().get(Project, project_id)
         if project is None or project.archived:
