@@ -1,0 +1,228 @@
+"""Devices sign in as ODK Collect does: a token in the URL, or Digest on a hub's local network."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import requests
+from requests.auth import HTTPDigestAuth
+
+from server import devices
+from server.models import AppUser
+from server.projects import find_project
+from tests.conftest import AppEnv, LiveServer, serve_in_thread
+from tests.openrosa_setup import digest_url, key_url, make_device, make_project, publish_xform, small_xform
+
+COLLECT = {"User-Agent": "org.odk.collect.android/v2024.3.1", "X-OpenRosa-Version": "1.0"}
+
+
+@pytest.fixture(scope="module")
+def project(live_server: LiveServer) -> int:
+    project_id = make_project(live_server.database)
+    publish_xform(live_server.app, project_id, small_xform("first", title="First"))
+    publish_xform(live_server.app, project_id, small_xform("second", title="Second"))
+    return project_id
+
+
+def _form_ids(response: requests.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    assert "text/xml" in response.headers["Content-Type"]
+    return re.findall(r"<formID>([^<]+)</formID>", response.text)
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def _challenge(response: requests.Response) -> dict[str, str]:
+    header = response.headers["WWW-Authenticate"]
+    assert header.startswith("Digest ")
+    return {k: v.strip('"') for k, v in re.findall(r'(\w+)=("[^"]*"|[^,\s]+)', header)}
+
+
+def test_token_in_url_lists_forms(live_server: LiveServer, project: int) -> None:
+    _, token = make_device(live_server.app, project)
+    response = requests.get(
+        f"{key_url(live_server.url, token, project)}/formList", headers=COLLECT, timeout=10
+    )
+    assert _form_ids(response) == ["first", "second"]
+
+
+def test_rotated_revoked_and_foreign_tokens_are_refused(live_server: LiveServer, project: int) -> None:
+    app_user_id, token = make_device(live_server.app, project)
+    other_project = make_project(live_server.database)
+    foreign = requests.get(f"{key_url(live_server.url, token, other_project)}/formList", timeout=10)
+    assert foreign.status_code == 403 and "another project" in foreign.text
+
+    database = live_server.database
+    with live_server.app.app_context(), database.write() as w:
+        new_token = devices.rotate_token(w.session, w.session.get(AppUser, app_user_id))
+    old = requests.get(f"{key_url(live_server.url, token, project)}/formList", timeout=10)
+    assert old.status_code == 401 and "QR code" in old.text
+    assert "WWW-Authenticate" not in old.headers  # a token URL never asks Collect for a password
+    assert requests.get(f"{key_url(live_server.url, new_token, project)}/formList", timeout=10).ok
+
+    with live_server.app.app_context(), database.write() as w:
+        devices.revoke_app_user(w.session, w.session.get(AppUser, app_user_id))
+    revoked = requests.get(f"{key_url(live_server.url, new_token, project)}/formList", timeout=10)
+    assert revoked.status_code == 403 and "revoked" in revoked.text
+    assert revoked.headers["X-OpenRosa-Version"] == "1.0"
+
+
+def test_digest_as_collect_does_it(live_server: LiveServer, project: int) -> None:
+    make_device(live_server.app, project, name="Tablet 7", password="курбон-1234")  # Cyrillic
+    url = f"{digest_url(live_server.url, project)}/formList"
+
+    bare = requests.get(url, headers=COLLECT, timeout=10)
+    assert bare.status_code == 401
+    challenge = _challenge(bare)
+    assert challenge["qop"] == "auth" and challenge["algorithm"] == "MD5"
+    assert challenge["realm"] == "Sarhad" and challenge["charset"] == "UTF-8"
+    assert "stale" not in challenge
+
+    session = requests.Session()
+    auth = HTTPDigestAuth("Tablet 7", "курбон-1234")
+    first = session.get(url, headers=COLLECT, auth=auth, timeout=10)
+    assert _form_ids(first) == ["first", "second"] and len(first.history) == 1  # challenged once
+    # Collect then reuses the nonce pre-emptively with nc+1: no second challenge.
+    second = session.get(url, headers=COLLECT, auth=auth, timeout=10)
+    assert second.status_code == 200 and second.history == []
+    assert "nc=00000002" in second.request.headers["Authorization"]
+    head = session.head(f"{digest_url(live_server.url, project)}/submission", auth=auth, timeout=10)
+    assert head.status_code == 204 and int(head.headers["X-OpenRosa-Accept-Content-Length"]) > 0
+
+    wrong = requests.get(url, auth=HTTPDigestAuth("Tablet 7", "wrong password"), timeout=10)
+    assert wrong.status_code == 401
+    unknown = requests.get(url, auth=HTTPDigestAuth("Nobody", "курбон-1234"), timeout=10)
+    assert unknown.status_code == 401
+
+
+def _digest_header(nonce: str, uri: str, password: str, method: str = "GET") -> str:
+    ha1 = _md5(f"Tablet 8:Sarhad:{password}")
+    ha2 = _md5(f"{method}:{uri}")
+    response = _md5(f"{ha1}:{nonce}:00000001:abcdef:auth:{ha2}")
+    return (
+        f'Digest username="Tablet 8", realm="Sarhad", nonce="{nonce}", uri="{uri}", '
+        f'response="{response}", qop=auth, nc=00000001, cnonce="abcdef", algorithm=MD5'
+    )
+
+
+def test_expired_nonce_answers_stale_and_forged_nonce_is_refused(
+    live_server: LiveServer, project: int
+) -> None:
+    make_device(live_server.app, project, name="Tablet 8", password="a long password")
+    uri = f"/v1/projects/{project}/formList"
+    with live_server.app.app_context():
+        old = devices.new_nonce(now=time.time() - devices.NONCE_LIFETIME_SECONDS - 30)
+        fresh = devices.new_nonce()
+    stale = requests.get(
+        live_server.url + uri,
+        headers={"Authorization": _digest_header(old, uri, "a long password")},
+        timeout=10,
+    )
+    assert stale.status_code == 401 and _challenge(stale)["stale"] == "true"
+
+    forged = fresh[:-4] + "0000"
+    refused = requests.get(
+        live_server.url + uri,
+        headers={"Authorization": _digest_header(forged, uri, "a long password")},
+        timeout=10,
+    )
+    assert refused.status_code == 401 and "stale" not in _challenge(refused)
+
+    ok = requests.get(
+        live_server.url + uri,
+        headers={"Authorization": _digest_header(fresh, uri, "a long password")},
+        timeout=10,
+    )
+    assert ok.status_code == 200
+    other_uri = requests.get(
+        live_server.url + uri,
+        headers={
+            "Authorization": _digest_header(fresh, f"/v1/projects/{project}/submission", "a long password")
+        },
+        timeout=10,
+    )
+    assert other_uri.status_code == 401
+
+
+@pytest.fixture
+def https_server(make_env: Callable[[], AppEnv]) -> Iterator[LiveServer]:
+    """A server told that one proxy in front of it terminates HTTPS."""
+    live, stop = serve_in_thread(make_env().app(trusted_proxies=1))
+    yield live
+    stop()
+
+
+def test_basic_only_over_https(live_server: LiveServer, project: int, https_server: LiveServer) -> None:
+    make_device(live_server.app, project, name="Tablet 9", password="a long password")
+    plain = requests.get(
+        f"{digest_url(live_server.url, project)}/formList", auth=("Tablet 9", "a long password"), timeout=10
+    )
+    assert plain.status_code == 401 and "HTTPS" in plain.text
+
+    project_b = make_project(https_server.database)
+    publish_xform(https_server.app, project_b, small_xform("third", title="Third"))
+    make_device(https_server.app, project_b, name="Tablet 9", password="a long password")
+    url = f"{digest_url(https_server.url, project_b)}/formList"
+    over_https = requests.get(
+        url, auth=("Tablet 9", "a long password"), headers={"X-Forwarded-Proto": "https"}, timeout=10
+    )
+    assert _form_ids(over_https) == ["third"]
+    wrong = requests.get(url, auth=("Tablet 9", "nope"), headers={"X-Forwarded-Proto": "https"}, timeout=10)
+    assert wrong.status_code == 401
+
+
+def test_assignments_narrow_the_form_list(live_server: LiveServer, project: int) -> None:
+    from server.users import create_user
+
+    with live_server.database.write() as w:
+        create_user(
+            w.session,
+            "coord-devices@example.org",
+            "a long enough password",
+            "coordinator",
+            find_project(w.session, project),
+        )
+    token = requests.post(
+        f"{live_server.url}/v1/sessions",
+        json={"email": "coord-devices@example.org", "password": "a long enough password"},
+        timeout=10,
+    ).json()["token"]
+    admin = {"Authorization": f"Bearer {token}"}
+    made = requests.post(
+        f"{live_server.url}/v1/projects/{project}/app-users",
+        json={"displayName": "Assigned tablet"},
+        headers=admin,
+        timeout=10,
+    )
+    assert made.status_code == 200, made.text
+    device, device_token = made.json()["id"], made.json()["token"]
+    assert len(device_token) >= 48
+    form_list = f"{key_url(live_server.url, device_token, project)}/formList"
+    assert _form_ids(requests.get(form_list, timeout=10)) == ["first", "second"]
+
+    assign = f"{live_server.url}/v1/projects/{project}/forms/second/assignments/app-user/{device}"
+    assert requests.post(assign, headers=admin, timeout=10).ok
+    assert _form_ids(requests.get(form_list, timeout=10)) == ["second"]
+    listed = requests.get(
+        f"{live_server.url}/v1/projects/{project}/forms/second/assignments/app-user",
+        headers=admin,
+        timeout=10,
+    ).json()
+    assert [a["displayName"] for a in listed] == ["Assigned tablet"] and listed[0]["token"] is None
+    assert requests.delete(assign, headers=admin, timeout=10).ok
+    assert _form_ids(requests.get(form_list, timeout=10)) == ["first", "second"]
+
+    listing = requests.get(f"{live_server.url}/v1/projects/{project}/app-users", headers=admin, timeout=10)
+    assert all(a["token"] is None for a in listing.json())  # a token is shown only once
+    gone = requests.delete(
+        f"{live_server.url}/v1/projects/{project}/app-users/{device}", headers=admin, timeout=10
+    )
+    assert gone.ok
+    assert requests.get(form_list, timeout=10).status_code == 403
+    assert requests.get(f"{live_server.url}/v1/projects/{project}/app-users", timeout=10).status_code == 401
