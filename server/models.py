@@ -410,6 +410,8 @@ class Hub(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     revoked_at: Mapped[dt.datetime | None]
     last_seen_at: Mapped[dt.datetime | None]
+    # The hub's Ed25519 public key (base64), pinned from its first USB bundle: later bundles must match.
+    signing_key: Mapped[str | None] = mapped_column(String(64))
 
     projects: Mapped[list[Project]] = relationship(secondary="hub_project", order_by="Project.id")
 

@@ -98,6 +98,58 @@ def pull_device_command(
     ctx.exit(report.exit_code)
 
 
+@cli.group("bundle")
+def bundle_group() -> None:
+    """USB bundles for sites with no link: export at the hub, import where central is reachable."""
+
+
+@bundle_group.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def bundle_export(ctx: click.Context, file: Path) -> None:
+    """Write everything central has not confirmed into FILE (signed by the hub, encrypted for central)."""
+    from sync_client import bundle
+
+    report = bundle.export_bundle(_config(ctx), file)
+    click.echo(
+        f"wrote {file}: {report.items} submission versions, {report.files} files "
+        f"({report.file_bytes} bytes); {report.skipped} already confirmed by central were left out"
+    )
+
+
+@bundle_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--receipt", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the receipt."
+)
+@click.pass_context
+def bundle_import(ctx: click.Context, file: Path, receipt: Path | None) -> None:
+    """Hand FILE to central; write central's signed receipt (default FILE.receipt.json) for the hub."""
+    from sync_client import bundle
+
+    signed, where = bundle.import_bundle(_config(ctx), file, receipt)
+    items = signed["receipt"]["items"]
+    held = sum(1 for i in items if i["status"] == "held")
+    click.echo(
+        f"central holds {held} of the {len(items)} submission versions in the bundle; receipt: {where}"
+    )
+    for entry in items:
+        if entry["status"] != "held":
+            click.echo(f"  refused: {entry['formId']} {entry['instanceId']}: {entry.get('message', '')}")
+    ctx.exit(ExitCode.OK if held == len(items) else ExitCode.INCOMPLETE)
+
+
+@bundle_group.command("receipt")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def bundle_receipt(ctx: click.Context, file: Path) -> None:
+    """Read central's receipt back at the hub: what it confirms is not put in the next bundle."""
+    from sync_client import bundle
+
+    counts = bundle.read_receipt(_config(ctx), file)
+    click.echo(f"marked {counts['confirmed']} as confirmed by central; {counts['refused']} refused")
+
+
 @cli.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.pass_context

@@ -43,6 +43,12 @@ class SyncConfig:
     backoff_seconds: float = _setting(1.0, "First wait before a retry; doubles each time, with jitter.")
     backoff_max_seconds: float = _setting(60.0, "Longest wait between retries.")
     interval_minutes: float = _setting(5.0, "`watch`: minutes between checks for a link to central.")
+    central_bundle_key: str = _setting(
+        "", "Central's bundle key (printed by `sarhad hub create`), for hubs that never reach central."
+    )
+    central_signing_key: str = _setting(
+        "", "Central's signing key (printed by `sarhad hub create`), to check receipts and statements."
+    )
 
     @property
     def ledger_path(self) -> Path:

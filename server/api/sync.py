@@ -8,6 +8,7 @@ that a slow link never holds the database's write lock.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,7 +22,7 @@ from server.api import api
 from server.api.schemas import load_json
 from server.db import Writer
 from server.models import Hub, utcnow
-from server.sync import batches, forms, holdings, hubs, keys, uploads, wire
+from server.sync import batches, bundles, forms, holdings, hubs, keys, uploads, wire
 
 MAX_INVENTORY_ITEMS = 5000
 MAX_BATCH_ITEMS = 2000
@@ -189,3 +190,23 @@ def sync_form_media(project_id: int, sha256: str) -> ResponseReturnValue:
     if not path.exists():
         raise errors.not_found("The media file is missing from central's store; tell the administrator.")
     return send_file(path, mimetype="application/octet-stream", max_age=0, conditional=True)
+
+
+@api.post("/sync/bundles")
+def sync_bundle_import() -> ResponseReturnValue:
+    """Import a USB bundle (the request body). It authenticates itself: the hub's token travels inside,
+    encrypted for central, and the hub's signature covers the whole file. Answers a signed receipt."""
+    settings = settings_of(current_app)
+    folder = uploads.upload_dir(settings.data_dir)
+    path = folder / f"bundle-{uuid.uuid4().hex}.part"
+    try:
+        with path.open("wb") as out:
+            while chunk := request.stream.read(1024 * 1024):
+                out.write(chunk)
+        try:
+            receipt = bundles.import_bundle(db.database(), settings.data_dir, path)
+        except bundles.BundleRefused as refused:
+            raise errors.unprocessable(f"The bundle was refused: {refused}.") from None
+    finally:
+        path.unlink(missing_ok=True)
+    return jsonify(receipt)

@@ -34,9 +34,11 @@ def create(ctx: CliContext, name: str, projects: tuple[str, ...]) -> None:
         hub, token = create_hub(w.session, name, found)
         click.echo(f"created hub {hub.id}: {hub.name} (projects: {', '.join(p.name for p in found)})")
     signing = keys.raw_public_b64(keys.signing_key(ctx.settings.data_dir))
+    bundle = keys.raw_public_b64(keys.bundle_key(ctx.settings.data_dir))
     click.echo(f"token: {token}")
     click.echo("Give the token to the hub's coordinator (e.g. SARHAD_SYNC_TOKEN); it is not shown again.")
-    click.echo(f"central's signing key (to verify completeness statements): {signing}")
+    click.echo(f"central's signing key (SARHAD_SYNC_CENTRAL_SIGNING_KEY, checks statements): {signing}")
+    click.echo(f"central's bundle key (SARHAD_SYNC_CENTRAL_BUNDLE_KEY, for USB bundles): {bundle}")
 
 
 @hub_group.command("list")

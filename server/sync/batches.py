@@ -92,7 +92,9 @@ class ItemResult:
         return body
 
 
-def ingest_batch(writer: Writer, hub: Hub, project: Project, lines: list[dict[str, Any]]) -> list[ItemResult]:
+def ingest_batch(
+    writer: Writer, hub: Hub, project: Project, lines: list[dict[str, Any]], source: Source = Source.HUB
+) -> list[ItemResult]:
     from server.ingest import ingest
 
     session = writer.session
@@ -133,7 +135,7 @@ def ingest_batch(writer: Writer, hub: Hub, project: Project, lines: list[dict[st
                 xml_bytes=xml_bytes,
                 attachments=streams,
                 incomplete=False,
-                source=Source.HUB,
+                source=source,
                 source_detail=hub.name,
                 device_id=line["deviceId"],
                 user_agent=line["userAgent"],

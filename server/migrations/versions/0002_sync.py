@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("created_by_id", sa.Integer(), nullable=True),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("signing_key", sa.String(length=64), nullable=True),
         sa.ForeignKeyConstraint(
             ["created_by_id"], ["user_account.id"], name=op.f("fk_hub_created_by_id_user_account")
         ),
