@@ -53,10 +53,34 @@ def cli(ctx: click.Context, config_file: str | None, quiet: bool, verbose: bool,
 @cli.command("push")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--to-openrosa",
+    "openrosa_url",
+    metavar="URL",
+    help="Send to this OpenRosa server instead (ODK Central, Kobo): HEAD + POST each, like Collect.",
+)
+@click.option("--username", help="With --to-openrosa: Digest user name (else put a token in the URL).")
+@click.option(
+    "--password", envvar="SARHAD_SYNC_OPENROSA_PASSWORD", help="With --username (or that variable)."
+)
 @click.pass_context
-def push_command(ctx: click.Context, as_json: bool, quiet: bool) -> None:
+def push_command(
+    ctx: click.Context,
+    as_json: bool,
+    quiet: bool,
+    openrosa_url: str | None,
+    username: str | None,
+    password: str | None,
+) -> None:
     """Send central everything it lacks; then check central's signed completeness statement."""
     from sync_client import push
+
+    if openrosa_url:
+        from sync_client import openrosa_push
+
+        result = openrosa_push.push_to_openrosa(_config(ctx), openrosa_url, username, password)
+        click.echo(openrosa_push.describe(result, openrosa_url))
+        ctx.exit(result.exit_code)
 
     report = push.push(_config(ctx), quiet=quiet or ctx.obj["quiet"])
     click.echo(push.as_json(report) if as_json else push.describe(report))

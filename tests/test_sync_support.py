@@ -96,6 +96,7 @@ class Store:
     """A store (hub or central) opened in this process."""
 
     env: AppEnv
+    settings: Mapping[str, object] | None = None
 
     def __post_init__(self) -> None:
         self.app = create_app(
@@ -104,6 +105,7 @@ class Store:
                     "data_dir": self.env.data_dir,
                     "database_url": self.env.target.url,
                     "log_level": "WARNING",
+                    **(self.settings or {}),
                 },
                 environ={},
             )
