@@ -1,49 +1,31 @@
 """Helpers of the datasets tests: publish forms, send submissions through the real ingest path, sign in.
 
-Submissions go through ``server.ingest.ingest`` (the one path every device, hub and bundle uses). While
-that module is not in the tree yet, the same rows are written directly (a Submission, its version and its
-attachments, exactly as ingest stores them) so that the export tests can run; ``INGEST`` says which.
+Submissions go through ``server.ingest.ingest``, the one path every device, hub and bundle uses.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import select
 
 from server.datasets.schema import build_schema
 from server.db import Database
 from server.forms.publish import publish, source_from_xlsform
+from server.ingest import ingest
 from server.models import (
     AppUser,
-    Form,
     FormVersion,
     Project,
-    Submission,
-    SubmissionAttachment,
-    SubmissionVersion,
-    utcnow,
 )
 from server.projects import create_project
 from server.users import create_user
 
-try:  # the one ingest path, when it has landed
-    from server.ingest import ingest as _ingest
-except ImportError:  # pragma: no cover - depends on the tree
-    _ingest = None
-
-INGEST = _ingest is not None
 PASSWORD = "correct horse battery"
-_VERSION_ATTR = re.compile(r'\bversion="([^"]*)"')
-_ID_ATTR = re.compile(r'<\w+[^>]*\bid="([^"]+)"')
-_INSTANCE_ID = re.compile(r"<(?:\w+:)?instanceID>([^<]+)</")
 
 
 def make_project(database: Database, name: str, **columns: Any) -> int:
@@ -86,59 +68,21 @@ def submit(
     *,
     app_user_id: int | None = None,
     device_id: str | None = "collect:test0000000000",
-) -> None:
-    """Send one submission (and its files) through ingest."""
+) -> Any:
+    """Send one submission (and its files) through ingest; returns its IngestResult."""
     files = dict(attachments or {})
     with app.app_context(), database.write() as w:
         project = w.session.get(Project, project_id)
         app_user = w.session.get(AppUser, app_user_id) if app_user_id else None
-        if _ingest is not None:
-            _ingest(
-                w,
-                project=project,
-                xml_bytes=xml.encode("utf-8"),
-                attachments=[(name, io.BytesIO(data)) for name, data in files.items()],
-                incomplete=False,
-                app_user=app_user,
-                device_id=device_id,
-            )
-            return
-        _store_directly(w, project_id, xml, files, app_user_id, device_id)
-
-
-def _store_directly(w: Any, project_id: int, xml: str, files: dict[str, bytes], app_user_id: int | None,
-                    device_id: str | None) -> None:  # fmt: skip
-    session = w.session
-    form_id = _ID_ATTR.search(xml).group(1)  # type: ignore[union-attr]
-    version_match = _VERSION_ATTR.search(xml.split(">", 1)[0])
-    version = version_match.group(1) if version_match else ""
-    instance_id = _INSTANCE_ID.search(xml).group(1)  # type: ignore[union-attr]
-    form = session.scalar(select(Form).where(Form.project_id == project_id, Form.xml_form_id == form_id))
-    form_version = session.scalar(
-        select(FormVersion).where(FormVersion.form_id == form.id, FormVersion.version == version)
-    )
-    submission = Submission(form_id=form.id, instance_id=instance_id)
-    session.add(submission)
-    session.flush()
-    row = SubmissionVersion(
-        submission_id=submission.id,
-        form_id=form.id,
-        form_version_id=form_version.id,
-        instance_id=instance_id,
-        xml=xml,
-        sha256=hashlib.sha256(xml.encode()).hexdigest(),
-        device_id=device_id,
-        app_user_id=app_user_id,
-    )
-    session.add(row)
-    session.flush()
-    names = set(re.findall(r">([\w.-]+\.(?:jpg|png|m4a|csv))<", xml)) | set(files)
-    for name in sorted(names):
-        blob = w.store_bytes(files[name]) if name in files else None
-        session.add(SubmissionAttachment(version_id=row.id, name=name, blob_sha256=blob,
-                                         received_at=utcnow() if blob else None))  # fmt: skip
-    submission.current_version_id = row.id
-    session.flush()
+        return ingest(
+            w,
+            project=project,
+            xml_bytes=xml.encode("utf-8"),
+            attachments=[(name, io.BytesIO(data)) for name, data in files.items()],
+            incomplete=False,
+            app_user=app_user,
+            device_id=device_id,
+        )
 
 
 @dataclass

@@ -3,9 +3,7 @@ submissions left out unless asked; dates and review states; conflicts listed bes
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import hashlib
 import io
 import json
 import zipfile
@@ -16,10 +14,9 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from server.errors import Problem
+from server.ingest.reconcile import Outcome
 from server.models import Conflict, Form, Project, Submission, utcnow
 from tests.datasets_fixtures import (
-    INGEST,
     WebUser,
     make_app_user,
     make_project,
@@ -61,16 +58,10 @@ def filtered(live_server: Any) -> Iterator[dict[str, Any]]:
                 submission.deleted_at = utcnow()
     # The same instanceID again with other answers: a conflict, kept apart and never merged.
     form_pk = _form_pk(db, project_id)
-    if INGEST:
-        with contextlib.suppress(Problem):  # the device is told 409; ingest keeps the payload
-            submit(db, app, project_id, _xml(1, "changed"))
-    with db.write() as w:
-        if not w.session.scalar(select(Conflict.id).where(Conflict.form_id == form_pk)):
-            xml = _xml(1, "changed")
-            digest = hashlib.sha256(xml.encode()).hexdigest()
-            w.session.add(
-                Conflict(form_id=form_pk, instance_id="uuid:f1", reason="duplicate", xml=xml, sha256=digest)
-            )
+    result = submit(db, app, project_id, _xml(1, "changed"))
+    assert result.outcome == Outcome.CONFLICT, result
+    with db.read() as session:
+        assert session.scalar(select(Conflict.id).where(Conflict.form_id == form_pk)) is not None
     admin = web_user(live_server, "filters-admin@example.tj", "admin", project_id)
     yield {"live": live_server, "project": project_id, "admin": admin}
 
