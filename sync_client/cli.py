@@ -174,6 +174,20 @@ def bundle_receipt(ctx: click.Context, file: Path) -> None:
     click.echo(f"marked {counts['confirmed']} as confirmed by central; {counts['refused']} refused")
 
 
+@cli.command("watch")
+@click.option("--no-pull-forms", is_flag=True, help="Only push; do not bring forms from central.")
+@click.pass_context
+def watch_command(ctx: click.Context, no_pull_forms: bool) -> None:
+    """Every few minutes (SARHAD_SYNC_INTERVAL_MINUTES): when central answers, push then pull-forms."""
+    from sync_client import watch
+
+    def echo(message: str) -> None:
+        click.echo(message)
+        sys.stdout.flush()
+
+    ctx.exit(watch.watch(_config(ctx), not no_pull_forms, echo))
+
+
 @cli.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.pass_context
