@@ -14,15 +14,8 @@ from sqlalchemy import select
 
 from server.datasets.redact import pseudonym
 from server.models import AuditEvent, Project
-from tests.datasets_fixtures import (
-    INGEST,
-    WebUser,
-    make_app_user,
-    make_project,
-    publish_form,
-    submit,
-    web_user,
-)
+from tests.conftest import serve_in_thread
+from tests.datasets_fixtures import WebUser, make_app_user, make_project, publish_form, submit, web_user
 
 FORM = """
 | settings |
@@ -338,7 +331,6 @@ def test_chunked_attachment_upload(survey: Survey) -> None:
         assert event is not None and event.details["name"] == "p1.jpg" and event.details["replaced"]
 
 
-@pytest.mark.skipif(not INGEST, reason="server.ingest has not landed in this tree yet")
 def test_create_and_edit_submissions_from_xml(survey: Survey) -> None:
     xml = instance(20, "Dilnoza", 22, photo="p20.jpg").replace("uuid:s-20", "uuid:api-20")
     url = survey.form_url("/submissions")
@@ -381,3 +373,23 @@ def test_create_and_edit_submissions_from_xml(survey: Survey) -> None:
         refused = requests.post(url, data=bad, headers=coordinator, timeout=30)
         assert refused.status_code == status, refused.text
         assert refused.json()["code"].startswith(str(status))
+
+
+def test_too_large_chunked_upload_is_refused_and_nothing_kept(make_env: Any) -> None:
+    """A chunked body has no Content-Length to check up front: the limit is enforced while reading."""
+    env = make_env()
+    live, stop = serve_in_thread(env.app(max_request_bytes=50_000))
+    try:
+        small = make_survey(live, "limit")
+        url = small.form_url("/submissions/uuid:s-1/attachments/p1.jpg")
+
+        def chunks() -> Iterator[bytes]:
+            for _ in range(10):
+                yield b"x" * 16384
+
+        reply = requests.post(url, data=chunks(), headers=small.users["admin"].headers, timeout=60)
+        assert reply.status_code == 413
+        assert reply.json()["code"] == "413.1"
+        assert small.get("/submissions/uuid:s-1/attachments/p1.jpg").content == b"PHOTO-1"
+    finally:
+        stop()
