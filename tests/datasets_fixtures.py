@@ -6,6 +6,7 @@ Submissions go through ``server.ingest.ingest``, the one path every device, hub 
 from __future__ import annotations
 
 import io
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,6 @@ from typing import Any
 
 import requests
 
-from server.datasets.schema import build_schema
 from server.db import Database
 from server.forms.publish import publish, source_from_xlsform
 from server.ingest import ingest
@@ -24,6 +24,7 @@ from server.models import (
 )
 from server.projects import create_project
 from server.users import create_user
+from tests.collect_emulator import fill, read_form
 
 PASSWORD = "correct horse battery"
 
@@ -107,64 +108,11 @@ def web_user(live: Any, email: str, role: str, project_id: int | None) -> WebUse
 # ------------------------------------------------------------------------- generated submissions
 
 
-def _value(field: dict[str, Any], n: int, choices: dict[str, list[str]]) -> str:
-    kind = field["type"]
-    options = choices.get(field["path"])
-    if kind in ("select1", "select") and options:
-        return options[n % len(options)]
-    name = field["name"].split(":")[-1]
-    if kind == "int":
-        return str(n % 50 + 1)
-    if kind == "decimal":
-        return f"{n % 7}.5"
-    if kind == "date":
-        return f"2026-0{n % 9 + 1}-1{n % 9}"
-    if kind == "dateTime":
-        return "2026-05-01T10:00:00.000+05:00"
-    if kind == "time":
-        return "10:00:00.000+05:00"
-    if kind == "geopoint":
-        return f"38.{n % 9}1 68.{n % 7}7 800 5"
-    if kind in ("geotrace", "geoshape"):
-        return "38.5 68.7 0 0;38.6 68.8 0 0;38.5 68.7 0 0"
-    if kind == "binary":
-        return f"{name}-{n}.jpg"
-    if kind in ("select1", "select"):
-        return "1"
-    if name == "instanceID":
-        return ""
-    return f"{name} {n}"
-
-
-def generated_instance(version: FormVersion, n: int, repeats: int = 2) -> tuple[str, str]:
-    """(XML, instanceID) of a filled-in instance of ``version``: every leaf answered, each repeat twice."""
-    fields = version.fields
-    schema = build_schema(version.form.xml_form_id, [version])
-    choices = {f.path: [c.value for c in f.choices] for f in schema.fields if f.choices}
-    root = fields[0]["path"].split("/")[1] if fields else "data"
-    instance_id = f"uuid:00000000-0000-4000-8000-{n:012d}"
-    children: dict[str, list[dict[str, Any]]] = {}
-    for f in fields:
-        parent = f["path"].rsplit("/", 1)[0]
-        children.setdefault(parent, []).append(f)
-
-    def render(path: str) -> str:
-        parts = []
-        for f in children.get(path, []):
-            tag = f["name"]
-            if f["group"]:
-                inner = render(f["path"])
-                count = repeats if f["repeat"] else 1
-                parts.append("".join(f"<{tag}>{inner}</{tag}>" for _ in range(count)))
-            elif f["name"].split(":")[-1] == "instanceID":
-                parts.append(f"<{tag}>{instance_id}</{tag}>")
-            else:
-                parts.append(f"<{tag}>{_value(f, n, choices)}</{tag}>")
-        return "".join(parts)
-
-    namespaces = (
-        ' xmlns:orx="http://openrosa.org/xforms"' if "orx:" in "".join(f["path"] for f in fields) else ""
-    )
-    form_id = version.form.xml_form_id
-    xml = f'<{root} id="{form_id}" version="{version.version}"{namespaces}>{render("/" + root)}</{root}>'
-    return xml, instance_id
+def generated_instance(
+    version: FormVersion, n: int, media: Mapping[str, bytes] | None = None
+) -> tuple[str, str, dict[str, bytes]]:
+    """(XML, instanceID, files) of a filled-in instance of ``version``, by the Collect emulator's filler:
+    every field a value of its type (files for photos), each repeat twice."""
+    form = read_form(version.xml.encode("utf-8"), media)
+    instance = fill(form, rng=random.Random(n), repeat_rows=2)
+    return instance.xml.decode("utf-8"), instance.instance_id, dict(instance.files)

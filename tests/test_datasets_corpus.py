@@ -62,8 +62,8 @@ def test_corpus_form_exports(corpus_dir: Path, make_env: Any, filename: str) -> 
         tables = build_tables(schema, ExportOptions(access=RAW_OPERATOR))
         xml_form_id = form.xml_form_id
     with app.app_context():
-        for xml, _ in instances:
-            submit(database, app, project_id, xml)
+        for xml, _, files in instances:
+            submit(database, app, project_id, xml, files)
         archive = zipfile.ZipFile(io.BytesIO(_export(database, form_pk, "csv.zip")))
         counts: dict[str, int] = {}
         keys: dict[str | None, set[str]] = {}
@@ -81,7 +81,7 @@ def test_corpus_form_exports(corpus_dir: Path, make_env: Any, filename: str) -> 
         for sheet, table in zip(book.worksheets, tables, strict=False):
             assert sheet.max_row - 1 == counts[table.name]
         lines = _export(database, form_pk, "jsonl").decode().splitlines()
-        assert [json.loads(line)["__id"] for line in lines] == [iid for _, iid in instances]
+        assert [json.loads(line)["__id"] for line in lines] == [iid for _, iid, _ in instances]
         assert xml_form_id
 
 

@@ -37,9 +37,10 @@ def store(module_env: AppEnv) -> Iterator[AppEnv]:
         with database.read() as session:
             form = session.get(Form, form_pk)
             assert form is not None and form.current_version is not None
-            instances = [generated_instance(form.current_version, n) for n in range(1, COUNT + 1)]
-        for xml, _ in instances:
-            submit(database, app, project_id, xml)
+            media = {p.name: p.read_bytes() for p in FORMS_DIR.glob("*.csv")}
+            instances = [generated_instance(form.current_version, n, media) for n in range(1, COUNT + 1)]
+        for xml, _, files in instances:
+            submit(database, app, project_id, xml, files)
     with database.write() as w:
         from server.models import Project
         from server.users import create_user
