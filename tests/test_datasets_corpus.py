@@ -42,14 +42,11 @@ def _export(database: Any, form_pk: int, fmt: str, access: Access = RAW_OPERATOR
 
 
 @pytest.mark.parametrize("filename", CORPUS_FORMS, ids=lambda name: name.split("__")[-1])
-def test_corpus_form_exports(corpus_dir: Path, make_env: Any, filename: str) -> None:
+def test_corpus_form_exports(corpus_dir: Path, app: Any, database: Any, filename: str) -> None:
     path = corpus_dir / filename
     if not path.exists():
         pytest.skip(f"{filename} is not in this corpus")
-    env = make_env()
-    app = env.app()
-    database = app.extensions["sarhad.db"]
-    project_id = make_project(database, "corpus")
+    project_id = make_project(database, f"corpus {filename}")
     try:
         form_pk = publish_form(database, app, project_id, path.read_bytes(), path.name)
     except Problem as problem:
