@@ -20,10 +20,13 @@ from sqlalchemy import select
 from server.datasets import odata_filter as of
 from server.datasets.redact import pseudonym
 from server.errors import Problem
-from server.models import AuditEvent
+from server.models import AuditEvent, Form
+from tests.conftest import FORMS_DIR
+from tests.datasets_fixtures import generated_instance, make_project, publish_file, submit, web_user
 from tests.test_submissions_api import DEVICE, Survey, make_survey
 
 EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
+EDM_DATA = "{http://docs.oasis-open.org/odata/ns/edmx}DataServices"
 
 
 @pytest.fixture(scope="module")
@@ -462,3 +465,101 @@ def test_every_read_is_audited_as_an_export(survey: Survey) -> None:
         assert event.details["options"] == {"$filter": "age gt 20", "$top": "1"}
         assert event.details["access"] == {"level": "redacted", "role": "analyst"}
         assert event.actor_user_id is not None
+
+
+# ---- the mission forms: every row matches its $metadata -----------------------------------------------
+
+MISSION_FORMS = ("safety_concerns", "focus_group", "youth_consultation")
+MISSION_COUNT = 3
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "Edm.String": (str,),
+    "Edm.Int64": (int,),
+    "Edm.Decimal": (int, float),
+    "Edm.Boolean": (bool,),
+    "Edm.Date": (str,),
+    "Edm.DateTimeOffset": (str,),
+    "Edm.GeographyPoint": (dict,),
+    "Edm.GeographyLineString": (dict,),
+    "Edm.GeographyPolygon": (dict,),
+}
+
+
+@pytest.fixture(scope="module")
+def mission(live_server: Any) -> dict[str, Any]:
+    db, app = live_server.database, live_server.app
+    project_id = make_project(db, "odata-mission")
+    media = {p.name: p.read_bytes() for p in FORMS_DIR.glob("*.csv")}
+    for name in MISSION_FORMS:
+        form_pk = publish_file(db, app, project_id, FORMS_DIR / f"{name}.xlsx")
+        with db.read() as session:
+            form = session.get(Form, form_pk)
+            assert form is not None and form.current_version is not None
+            instances = [
+                generated_instance(form.current_version, n, media) for n in range(1, MISSION_COUNT + 1)
+            ]
+        for xml, _, files in instances:
+            submit(db, app, project_id, xml, files)
+    users = {
+        role: web_user(live_server, f"mission-{role}@example.tj", role, project_id)
+        for role in ("admin", "analyst")
+    }
+    return {"url": live_server.url, "project": project_id, "users": users}
+
+
+def _check_value(value: Any, edm: str, types: dict[str, dict[str, str]], where: str) -> None:
+    if value is None:
+        return
+    if edm in _JSON_TYPES:
+        assert isinstance(value, _JSON_TYPES[edm]) and not (
+            edm != "Edm.Boolean" and isinstance(value, bool)
+        ), f"{where}: {value!r} is not {edm}"
+        if edm == "Edm.Date":
+            dt.date.fromisoformat(value)
+        return
+    assert edm in types, f"{where}: unknown type {edm}"
+    assert isinstance(value, dict)
+    _check_object(value, types[edm], types, where)
+
+
+def _check_object(
+    row: dict[str, Any], declared: dict[str, str], types: dict[str, dict[str, str]], where: str
+) -> None:
+    keys = {k for k in row if "@odata." not in k}
+    plain = {k for k, t in declared.items() if not t.startswith("Collection(")}
+    assert keys == plain, f"{where}: row keys {sorted(keys ^ plain)} differ from $metadata"
+    for key in keys:
+        if key != "__system":
+            _check_value(row[key], declared[key], types, f"{where}/{key}")
+
+
+@pytest.mark.parametrize("who", ["admin", "analyst"])
+@pytest.mark.parametrize("name", MISSION_FORMS)
+def test_mission_form_rows_match_their_metadata(mission: dict[str, Any], name: str, who: str) -> None:
+    headers = mission["users"][who].headers
+    base = f"{mission['url']}/v1/projects/{mission['project']}/forms/{name}.svc"
+    doc = etree.fromstring(requests.get(f"{base}/$metadata", headers=headers, timeout=60).content)
+    user_schema = doc.findall(f"{EDM_DATA}/{EDM}Schema")[1]
+    namespace = user_schema.get("Namespace")
+    types = {  # by qualified name, as properties name their types
+        f"{namespace}.{el.get('Name')}": {p.get("Name"): p.get("Type") for p in el if p.get("Type")}
+        for el in user_schema
+        if el.tag in (f"{EDM}EntityType", f"{EDM}ComplexType")
+    }
+    tables = [t["name"] for t in requests.get(base, headers=headers, timeout=60).json()["value"]]
+    assert tables[0] == "Submissions"
+    ids_by_table: dict[str, set[str]] = {}
+    for table in tables:
+        reply = requests.get(f"{base}/{table}", headers=headers, timeout=60)
+        assert reply.status_code == 200, reply.text
+        table_rows = reply.json()["value"]
+        depth = sum(1 for t in tables[1:] if table == t or table.startswith(t + "."))  # repeats above
+        assert len(table_rows) == MISSION_COUNT * 2**depth, table  # the filler answers each repeat twice
+        for row in table_rows:
+            _check_object(row, types[f"{namespace}.{table}"], types, f"{name}:{table}")
+        ids_by_table[table] = {r["__id"] for r in table_rows}
+        if depth:
+            parent = table.rsplit(".", 1)[0]
+            while parent not in ids_by_table:  # a repeat inside a group of a repeat
+                parent = parent.rsplit(".", 1)[0]
+            key = next(k for k in types[f"{namespace}.{table}"] if k.startswith("__Submissions"))
+            assert {r[key] for r in table_rows} <= ids_by_table[parent]
