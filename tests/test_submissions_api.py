@@ -367,8 +367,10 @@ def test_create_and_edit_submissions_from_xml(survey: Survey) -> None:
         ("uuid:api-20", False),
     ]
     assert survey.get("/submissions/uuid:api-20.xml").text == edited
-    odata = survey.get(".svc/Submissions", params={"$filter": "__id eq 'uuid:api-20'", "$select": "age"})
-    assert odata.json()["value"] == [{"age": 23}]
+    odata = survey.get(
+        ".svc/Submissions", params={"$filter": "__id eq 'uuid:api-20'", "$select": "age,__system/edits"}
+    )
+    assert odata.json()["value"] == [{"__system": {"edits": 1}, "age": 23}]
     for bad, status in (("<data", 400), (xml.replace('id="survey1"', 'id="other"'), 400), ("", 400)):
         refused = requests.post(url, data=bad, headers=coordinator, timeout=30)
         assert refused.status_code == status, refused.text
