@@ -16,7 +16,10 @@
   Sarhad dataset does.
 - Personal data: values pass through :func:`server.datasets.redact.redact_value` for the requester's
   role, and ``$metadata`` types a pseudonymised field as ``Edm.String``; ``$filter`` sees the same
-  redacted values.
+  redacted values. Device ids and submitter names are pseudonymised too. Every table read is in the
+  audit log as an export (``form.submission.export``, format ``odata``) before its first row.
+- ``$orderby``: ``__system/submissionDate``, ``__system/updatedAt``, ``__system/reviewState``, ``__id``
+  (``asc``/``desc``), on ``Submissions`` only.
 - Streaming: rows are read from the database ``STREAM_BATCH`` at a time and written out one by one;
   nothing holds the whole table. Everything that can fail (options, filter, table path) is checked
   before the first byte is sent.

@@ -3,15 +3,19 @@
 - Reading (list, one submission, its XML, versions, attachments) needs a role in the project:
   analyst, coordinator or admin. What a role may see of personal data is decided once per request by
   :func:`server.datasets.redact.access_for`: for a redacted role the XML has personal values replaced
-  (pseudonyms, coarsened points, dropped text), ``instanceName`` (often built from a name) is null, and
-  files that only personal questions name are neither listed nor served.
-- Review state (``PATCH``), new submissions (``POST`` of an XML body, through the one ingest path) and
-  attachment uploads need coordinator or admin; any role may comment.
-- A submission is addressed by the instanceID it was first sent with (an edit keeps that address).
+  (pseudonyms, coarsened points, dropped text), device ids and submitter names are pseudonymised,
+  ``instanceName`` (often built from a name) is null, and files that only personal questions name are
+  neither listed nor served.
+- Review state (``PATCH``), new submissions (``POST`` of an XML body) and edits (``PUT``), both through
+  the one ingest path as the signed-in user, and attachment uploads need coordinator or admin; any role
+  may comment. Review changes, comments and replaced files are in the audit log.
+- A submission is addressed by the instanceID it was first sent with (an edit keeps that address); the
+  list includes every submission not deleted, test ones too (datasets and OData leave those out).
 - ``reviewState`` is ``null`` until someone reviews the submission, as in Central; ``received`` may be
   PATCHed to put a submission back to that state.
-- ``submitterId`` is the app user (device) that sent the current version, or the web user for API
+- ``submitterId`` is the app user (device) that sent the first version, or the web user for API
   submissions, or 0 when neither is known (a submission copied in from a folder); pyodk needs a number.
+  App users and web users are numbered separately: ``submitter.type`` says which it is.
 """
 
 from __future__ import annotations
