@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from urllib.parse import unquote, urlsplit
 
 from flask import current_app, request
 from sqlalchemy import exists, select
@@ -40,6 +41,10 @@ def _md5(text: str) -> str:
 
 def digest_ha1(username: str, realm: str, password: str) -> str:
     return _md5(f"{username}:{realm}:{password}")
+
+
+def _sendable_username(name: str) -> bool:
+    return all(" " <= c <= "~" and c not in '"\\' for c in name)
 
 
 # ---- app users --------------------------------------------------------------------------------------
@@ -63,8 +68,15 @@ def create_app_user(
     )
     if taken is not None:
         raise errors.conflict(f"An app user named {display_name!r} already exists in this project.")
-    if password is not None and len(password) < 8:
-        raise errors.bad_request("A device password needs at least 8 characters.")
+    if password is not None:
+        if len(password) < 8:
+            raise errors.bad_request("A device password needs at least 8 characters.")
+        if not _sendable_username(display_name):
+            # OkHttp refuses non-ASCII header values, so Collect could never send such a username.
+            raise errors.bad_request(
+                "A device that signs in with a password needs a name in Latin letters, digits, spaces and "
+                f"punctuation other than quotes and backslashes (Collect cannot send {display_name!r})."
+            )
     token = secrets.token_urlsafe(48)
     app_user = AppUser(
         project_id=project.id,
@@ -274,6 +286,13 @@ def _by_basic(project_id: int, username: str, password: str) -> AppUser:
     return app_user
 
 
+def _names_this_request(uri: str) -> bool:
+    """The Digest ``uri`` (Collect sends the encoded path and query) names the resource requested. A
+    proxy may have stripped a path prefix, so the path only has to end with the one Flask saw."""
+    path = unquote(urlsplit(uri).path)
+    return path == request.script_root + request.path or path.endswith(request.path)
+
+
 def _by_digest(project_id: int) -> AppUser:
     auth = request.authorization
     if auth is None or auth.type != "digest":
@@ -284,7 +303,7 @@ def _by_digest(project_id: int) -> AppUser:
     }
     if not all(fields[k] for k in ("username", "realm", "nonce", "uri", "response")):
         raise _refuse("The Digest credentials are incomplete.")
-    if fields["realm"] != _realm() or fields["uri"].split("?")[0] != request.path:  # type: ignore[union-attr]
+    if fields["realm"] != _realm() or not _names_this_request(fields["uri"] or ""):
         raise _refuse("The Digest credentials are not for this address.")
     state = _nonce_state(fields["nonce"])  # type: ignore[arg-type]
     if state == "bad":

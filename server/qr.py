@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import socket
 import zlib
 from pathlib import Path
 
+import click
 import segno
 
 
@@ -28,11 +30,13 @@ def decode_payload(payload: str) -> dict[str, object]:
 
 def terminal_qr(payload: str) -> str:
     """The code drawn with block characters, to show in a terminal."""
-    import io
-
     out = io.StringIO()
     segno.make(payload, error="m").terminal(out=out, compact=True)
     return out.getvalue()
+
+
+def print_qr(payload: str) -> None:
+    click.echo(terminal_qr(payload))
 
 
 def save_qr_png(payload: str, path: Path) -> None:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 import requests
-from requests.auth import HTTPDigestAuth
 
 from server import devices
 from server.models import AppUser
 from server.projects import find_project
 from tests.conftest import AppEnv, LiveServer, serve_in_thread
+from tests.digest_client import CollectDigestAuth
 from tests.openrosa_setup import digest_url, key_url, make_device, make_project, publish_xform, small_xform
 
 COLLECT = {"User-Agent": "org.odk.collect.android/v2024.3.1", "X-OpenRosa-Version": "1.0"}
@@ -85,7 +86,7 @@ def test_digest_as_collect_does_it(live_server: LiveServer, project: int) -> Non
     assert "stale" not in challenge
 
     session = requests.Session()
-    auth = HTTPDigestAuth("Tablet 7", "курбон-1234")
+    auth = CollectDigestAuth("Tablet 7", "курбон-1234")  # hashes as UTF-8 only because the challenge says so
     first = session.get(url, headers=COLLECT, auth=auth, timeout=10)
     assert _form_ids(first) == ["first", "second"] and len(first.history) == 1  # challenged once
     # Collect then reuses the nonce pre-emptively with nc+1: no second challenge.
@@ -94,11 +95,71 @@ def test_digest_as_collect_does_it(live_server: LiveServer, project: int) -> Non
     assert "nc=00000002" in second.request.headers["Authorization"]
     head = session.head(f"{digest_url(live_server.url, project)}/submission", auth=auth, timeout=10)
     assert head.status_code == 204 and int(head.headers["X-OpenRosa-Accept-Content-Length"]) > 0
+    assert "nc=00000003" in head.request.headers["Authorization"] and auth.challenges_answered == 1
 
-    wrong = requests.get(url, auth=HTTPDigestAuth("Tablet 7", "wrong password"), timeout=10)
-    assert wrong.status_code == 401
-    unknown = requests.get(url, auth=HTTPDigestAuth("Nobody", "курбон-1234"), timeout=10)
+    # The cached nonce expires: the server says stale=true and Collect answers again without asking.
+    with live_server.app.app_context():
+        expired = devices.new_nonce(now=time.time() - devices.NONCE_LIFETIME_SECONDS - 30)
+    auth._challenge = {**challenge, "nonce": expired}
+    renewed = session.get(url, headers=COLLECT, auth=auth, timeout=10)
+    assert renewed.status_code == 200 and len(renewed.history) == 1
+    assert _challenge(renewed.history[0])["stale"] == "true" and auth.challenges_answered == 2
+
+    # A cached nonce the server does not know (another server's, a forged one): refused without stale,
+    # Collect forgets it, sends the request bare, and answers the fresh challenge.
+    auth._challenge = {**challenge, "nonce": expired[:-4] + "0000"}
+    recovered = session.get(url, headers=COLLECT, auth=auth, timeout=10)
+    assert recovered.status_code == 200 and len(recovered.history) == 2
+
+    wrong = requests.get(url, auth=CollectDigestAuth("Tablet 7", "wrong password"), timeout=10)
+    assert wrong.status_code == 401 and "wrong" in wrong.text and len(wrong.history) == 1
+    unknown = requests.get(url, auth=CollectDigestAuth("Nobody", "курбон-1234"), timeout=10)
     assert unknown.status_code == 401
+    # What charset=UTF-8 is for: hashed as US-ASCII, as Collect does without it, the password fails.
+    for charset, status in (("UTF-8", 200), (None, 401)):
+        nonce = _challenge(requests.get(url, timeout=10))["nonce"]
+        params = {**challenge, "nonce": nonce, "charset": charset}
+        params = {k: v for k, v in params.items() if v is not None}
+        header = CollectDigestAuth("Tablet 7", "курбон-1234").header_for(
+            "GET", f"/v1/projects/{project}/formList", params
+        )
+        assert requests.get(url, headers={"Authorization": header}, timeout=10).status_code == status
+
+
+def test_digest_user_revoked_or_of_another_project(live_server: LiveServer, project: int) -> None:
+    app_user_id, _ = make_device(live_server.app, project, name="Tablet 10", password="a long password")
+    other = make_project(live_server.database)
+    foreign = requests.get(
+        f"{digest_url(live_server.url, other)}/formList",
+        auth=CollectDigestAuth("Tablet 10", "a long password"),
+        timeout=10,
+    )
+    assert foreign.status_code == 401  # the username is only known in its own project
+    with live_server.app.app_context(), live_server.database.write() as w:
+        devices.revoke_app_user(w.session, w.session.get(AppUser, app_user_id))
+    revoked = requests.get(
+        f"{digest_url(live_server.url, project)}/formList",
+        auth=CollectDigestAuth("Tablet 10", "a long password"),
+        timeout=10,
+    )
+    assert revoked.status_code == 403 and "revoked" in revoked.text
+
+
+def test_bad_credentials_are_refused_before_the_body_is_read(live_server: LiveServer, project: int) -> None:
+    """A POST announcing 50 MB whose body never comes still gets its 401 at once."""
+    host, port = live_server.url.removeprefix("http://").split(":")
+    for authorization in ("", 'Authorization: Digest username="Nobody", realm="Sarhad"\r\n'):
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                (
+                    f"POST /v1/projects/{project}/submission HTTP/1.1\r\nHost: {host}\r\n"
+                    "X-OpenRosa-Version: 1.0\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                    f"{authorization}Content-Length: 50000000\r\n\r\n"
+                ).encode()
+            )
+            head = sock.recv(65536).decode("latin-1")
+        assert head.startswith("HTTP/1.1 401"), head
+        assert "WWW-Authenticate: Digest" in head
 
 
 def _digest_header(nonce: str, uri: str, password: str, method: str = "GET") -> str:
@@ -202,6 +263,15 @@ def test_assignments_narrow_the_form_list(live_server: LiveServer, project: int)
     )
     assert made.status_code == 200, made.text
     device, device_token = made.json()["id"], made.json()["token"]
+    app_users = f"{live_server.url}/v1/projects/{project}/app-users"
+    assert requests.post(app_users, json={}, headers=admin, timeout=10).status_code == 400
+    # Collect cannot send a non-ASCII username, so such a name is refused for a password...
+    cyrillic = {"displayName": "Планшети Ванҷ", "password": "a long password"}
+    refused = requests.post(app_users, json=cyrillic, headers=admin, timeout=10)
+    assert refused.status_code == 400 and "Latin" in refused.text
+    # ...and welcome on a device signed in by its token.
+    del cyrillic["password"]
+    assert requests.post(app_users, json=cyrillic, headers=admin, timeout=10).json()["hasPassword"] is False
     assert len(device_token) >= 48
     form_list = f"{key_url(live_server.url, device_token, project)}/formList"
     assert _form_ids(requests.get(form_list, timeout=10)) == ["first", "second"]

@@ -49,7 +49,7 @@ def print_collect_settings(
         url = f"{base}/v1/key/{token}/projects/{project.id}"
         payload = qr.collect_settings_payload(url, project.name)
         click.echo(f"Collect server URL: {url}")
-    click.echo(qr.terminal_qr(payload))
+    qr.print_qr(payload)
     path = png or _default_png(ctx, project, app_user.display_name)
     qr.save_qr_png(payload, path)
     click.echo(f"QR code saved as {path}")
