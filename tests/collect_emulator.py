@@ -615,7 +615,12 @@ def encrypt(form: FormModel, instance: Instance) -> Instance:
     """The envelope and ``.enc`` files Collect sends for a form with a ``base64RsaPublicKey``."""
     from cryptography.hazmat.primitives import hashes, padding, serialization
     from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    try:  # CFB lives among the "decrepit" modes since cryptography 47
+        from cryptography.hazmat.decrepit.ciphers.modes import CFB
+    except ImportError:  # pragma: no cover - older cryptography
+        from cryptography.hazmat.primitives.ciphers.modes import CFB
 
     assert form.public_key, "the form has no public key"
     public_key = serialization.load_der_public_key(base64.b64decode(form.public_key))
@@ -629,7 +634,7 @@ def encrypt(form: FormModel, instance: Instance) -> Instance:
     for index, (name, data) in enumerate(plain):
         seed[index % 16] = (seed[index % 16] + 1) % 256
         padder = padding.PKCS7(128).padder()
-        cipher = Cipher(algorithms.AES(key), modes.CFB(bytes(seed))).encryptor()
+        cipher = Cipher(algorithms.AES(key), CFB(bytes(seed))).encryptor()
         encrypted[f"{name}.enc"] = cipher.update(padder.update(data) + padder.finalize()) + cipher.finalize()
         signature_lines.append(f"{name}::{hashlib.md5(data, usedforsecurity=False).hexdigest()}")
     digest = hashlib.md5(("\n".join(signature_lines) + "\n").encode(), usedforsecurity=False).digest()
