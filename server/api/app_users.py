@@ -43,6 +43,7 @@ def app_user_json(app_user: AppUser, token: str | None = None) -> dict[str, Any]
 @api.get("/projects/<int:project_id>/app-users")
 def list_app_users(project_id: int) -> ResponseReturnValue:
     auth.require_project_role(project_id, *WRITERS)
+    find_project(db.session(), project_id)  # 404 for a project that does not exist
     rows = db.session().scalars(select(AppUser).where(AppUser.project_id == project_id).order_by(AppUser.id))
     return jsonify([app_user_json(a) for a in rows])
 

@@ -24,7 +24,7 @@ def _server_base(ctx: CliContext, base_url: str | None, port: int) -> str:
 
 
 def _default_png(ctx: CliContext, project: Project, name: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{project.name}-{name}")
+    safe = re.sub(r"[^\w.-]+", "_", f"{project.name}-{name}")  # \w keeps Cyrillic letters
     return ctx.settings.data_dir / "qr" / f"{safe}.png"
 
 
@@ -81,7 +81,16 @@ _BASE_URL_HELP = (
 
 @click.group("app-user")
 def app_user_group() -> None:
-    """App users: one per tablet or facilitator, configured in Collect by a QR code."""
+    """App users: one per tablet or facilitator, configured in Collect by a QR code.
+
+    \b
+    A tablet signs in by the long secret key inside its server URL (what the QR code carries); with
+    --with-password it may also sign in on a hub's local network by username (the app user's name) and
+    password (HTTP Digest), and its QR code then carries the project URL and username, never the password.
+    The server URL in the code is --base-url, else base_url from the settings (SARHAD_BASE_URL), else
+    http://<this machine's address on the local network>:8080; that address is the one the machine would
+    use to reach other hosts, found without sending anything.
+    """
 
 
 @app_user_group.command("create")
