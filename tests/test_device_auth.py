@@ -14,7 +14,7 @@ import requests
 from server import devices
 from server.models import AppUser
 from server.projects import find_project
-from tests.conftest import AppEnv, LiveServer, serve_in_thread
+from tests.conftest import AppEnv, LiveServer, ServerProcess, serve_in_thread
 from tests.digest_client import CollectDigestAuth
 from tests.openrosa_setup import digest_url, key_url, make_device, make_project, publish_xform, small_xform
 
@@ -296,3 +296,30 @@ def test_assignments_narrow_the_form_list(live_server: LiveServer, project: int)
     assert gone.ok
     assert requests.get(form_list, timeout=10).status_code == 403
     assert requests.get(f"{live_server.url}/v1/projects/{project}/app-users", timeout=10).status_code == 401
+
+
+def test_nonces_hold_across_gunicorn_workers_and_hosts(
+    make_env: Callable[[], AppEnv], server_process: Callable[..., ServerProcess]
+) -> None:
+    """Nonces live on no server: any worker of any host sharing the secret accepts another's nonce."""
+    env = make_env()
+    gunicorn = server_process(env, workers=2)
+    second_host, stop = serve_in_thread(env.app())  # another process reading the same settings
+    try:
+        project_id = make_project(second_host.database)
+        publish_xform(second_host.app, project_id, small_xform("shared", title="Shared"))
+        make_device(second_host.app, project_id, name="Tablet 11", password="a long password")
+        auth = CollectDigestAuth("Tablet 11", "a long password")
+        for i in range(12):
+            base = gunicorn.url if i % 3 else second_host.url
+            # A new connection each time, so that the kernel hands them to different workers.
+            response = requests.get(
+                f"{digest_url(base, project_id)}/formList",
+                auth=auth,
+                headers={**COLLECT, "Connection": "close"},
+                timeout=30,
+            )
+            assert _form_ids(response) == ["shared"]
+        assert auth.challenges_answered == 1 and "nc=0000000c" in auth.sent[-1]
+    finally:
+        stop()
