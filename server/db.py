@@ -15,6 +15,8 @@ from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.blobs import BlobStore, StagedBlob, Staging
@@ -106,10 +108,17 @@ class Writer:
     staging: Staging
 
     def add_blob(self, staged: StagedBlob) -> str:
-        """Record a staged file as a blob row (once per sha256) and return its sha256."""
-        if self.session.get(Blob, staged.sha256) is None:
-            self.session.add(Blob(sha256=staged.sha256, md5=staged.md5, size=staged.size))
-            self.session.flush()
+        """Record a staged file as a blob row (once per sha256) and return its sha256.
+
+        INSERT ... ON CONFLICT DO NOTHING, because two transactions may store the same file at once
+        (two devices sending the same photo, two forms with the same CSV): the second must not fail.
+        """
+        insert = sqlite_insert if self.session.get_bind().dialect.name == "sqlite" else pg_insert
+        self.session.execute(
+            insert(Blob)
+            .values(sha256=staged.sha256, md5=staged.md5, size=staged.size)
+            .on_conflict_do_nothing(index_elements=["sha256"])
+        )
         return staged.sha256
 
     def store_bytes(self, data: bytes) -> str:
