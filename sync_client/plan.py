@@ -62,6 +62,8 @@ def batch_line(item: HubItem, xml: str) -> dict[str, Any]:
         line["deviceId"] = item.device_id
     if item.user_agent:
         line["userAgent"] = item.user_agent
+    if item.received_at:
+        line["receivedAt"] = item.received_at
     return line
 
 

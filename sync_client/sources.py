@@ -6,6 +6,7 @@ kept conflicts are what it holds; attachments are the blobs its rows name. Nothi
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class HubItem:
     deprecated_id: str | None = None
     device_id: str | None = None
     user_agent: str | None = None
+    received_at: str | None = None  # ISO 8601, when the hub received it (central keeps it)
 
     @property
     def ident(self) -> tuple[str, str, str, str]:
@@ -77,6 +79,7 @@ class HubStore:
                     SubmissionVersion.deprecated_id,
                     SubmissionVersion.device_id,
                     SubmissionVersion.user_agent,
+                    SubmissionVersion.received_at,
                 )
                 .join(Form, Form.id == SubmissionVersion.form_id)
                 .join(Project, Project.id == Form.project_id)
@@ -101,6 +104,7 @@ class HubStore:
                     Conflict.deprecated_id,
                     Conflict.device_id,
                     Conflict.user_agent,
+                    Conflict.received_at,
                 )
                 .join(Form, Form.id == Conflict.form_id)
                 .join(Project, Project.id == Form.project_id)
@@ -113,8 +117,8 @@ class HubStore:
                 )
             ):
                 kept[conflict_id][name] = sha
-        found = [HubItem("version", r[0], *r[1:5], files[r[0]], *r[5:]) for r in versions]
-        found += [HubItem("conflict", r[0], *r[1:5], kept[r[0]], *r[5:]) for r in conflicts]
+        found = [HubItem("version", r[0], *r[1:5], files[r[0]], *r[5:8], _iso(r[8])) for r in versions]
+        found += [HubItem("conflict", r[0], *r[1:5], kept[r[0]], *r[5:8], _iso(r[8])) for r in conflicts]
         return found
 
     def xmls(self, items: Sequence[HubItem]) -> dict[tuple[str, int], str]:
@@ -151,6 +155,10 @@ class HubStore:
             return list(
                 session.scalars(select(Project.name).where(Project.archived.is_(False)).order_by(Project.id))
             )
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def iter_chunks(values: Sequence[HubItem], size: int) -> Iterator[Sequence[HubItem]]:

@@ -82,6 +82,15 @@ def test_push_sends_what_central_lacks_and_proves_it(
         rows = session.execute(select(SubmissionVersion.instance_id, SubmissionVersion.source))
         sources = {instance_id: source for instance_id, source in rows}
         assert sources[both] == "device" and sources[first] == "hub"
+        received = session.scalar(
+            select(SubmissionVersion.received_at).where(SubmissionVersion.instance_id == first)
+        )
+    with hub.database.read() as hub_session:
+        at_hub = hub_session.scalar(
+            select(SubmissionVersion.received_at).where(SubmissionVersion.instance_id == first)
+        )
+    assert received == at_hub  # when the tablet's submission reached the hub, not when it was synced
+    with central_store.database.read() as session:
         assert session.scalar(select(func.count()).select_from(Blob)) == 3
         receipts = session.scalar(select(func.count()).select_from(SyncReceipt))
         assert receipts == len(hub_has)

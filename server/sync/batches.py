@@ -37,6 +37,8 @@ class ItemLine(Schema):
     xml = fields.String(load_default=None)
     deviceId = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=255))
     userAgent = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    # When the hub received it: kept as the submission's received time (exports' SubmissionDate).
+    receivedAt = fields.AwareDateTime(load_default=None, allow_none=True)
 
 
 _ITEM = ItemLine()
@@ -139,6 +141,7 @@ def ingest_batch(
                 source_detail=hub.name,
                 device_id=line["deviceId"],
                 user_agent=line["userAgent"],
+                received_at=line["receivedAt"],
             )
             savepoint.commit()
         except Problem as problem:
