@@ -120,6 +120,14 @@ class Ledger:
         )
         return {Key(r[0], r[1], r[2], r[3]): (r[4], r[5]) for r in rows}
 
+    def confirmed_times(self) -> dict[tuple[str, str, str], str]:
+        """(formId, instanceID, sha256) → when central confirmed it (ISO 8601)."""
+        rows = self.db.execute(
+            "SELECT xml_form_id, instance_id, sha256, confirmed_at FROM confirmed WHERE central = ?",
+            (self.central,),
+        )
+        return {(r[0], r[1], r[2]): r[3] for r in rows}
+
     def confirm(self, entries: Iterable[tuple[Key, dict[str, str], str]]) -> int:
         """Record (key, attachments, held_as) confirmations in one committed transaction."""
         stamp = now()

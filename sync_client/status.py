@@ -16,6 +16,7 @@ class Counts:
     confirmed: int = 0
     conflicts: int = 0
     refused: int = 0
+    last_confirmed: str = ""  # when central last confirmed one of these (ISO 8601)
 
     @property
     def pending(self) -> int:
@@ -28,6 +29,7 @@ class Counts:
             "pending": self.pending,
             "conflicts": self.conflicts,
             "refused": self.refused,
+            "lastConfirmed": self.last_confirmed or None,
         }
 
 
@@ -47,6 +49,7 @@ def compute(items: list[HubItem], ledger: Ledger) -> Status:
 
     confirmed = {(k.xml_form_id, k.instance_id, k.sha256): v for k, v in ledger.confirmed().items()}
     refused = {(k.xml_form_id, k.instance_id, k.sha256) for k in ledger.refused()}
+    times = ledger.confirmed_times()
     status = Status()
     for item in items:
         key = (item.xml_form_id, item.instance_id, item.sha256)
@@ -62,6 +65,8 @@ def compute(items: list[HubItem], ledger: Ledger) -> Status:
             counts.confirmed += done
             counts.conflicts += conflict
             counts.refused += key in refused and not done
+            if done:
+                counts.last_confirmed = max(counts.last_confirmed, times.get(key, ""))
     status.last_run = ledger.last_run()
     status.last_success = ledger.last_run("complete")
     status.statement = ledger.statement()
@@ -69,10 +74,13 @@ def compute(items: list[HubItem], ledger: Ledger) -> Status:
 
 
 def describe(status: Status) -> str:
-    def row(name: str, c: Counts) -> str:
-        return f"  {name:<40} {c.held:>7} {c.confirmed:>9} {c.pending:>7} {c.conflicts:>9} {c.refused:>7}"
+    def line(name: str, *cells: object) -> str:
+        return f"  {name:<36}" + "".join(f" {cell!s:>9}" for cell in cells[:5]) + f"  {cells[5]}"
 
-    header = f"  {'':<40} {'at hub':>7} {'confirmed':>9} {'pending':>7} {'conflicts':>9} {'refused':>7}"
+    def row(name: str, c: Counts) -> str:
+        return line(name, c.held, c.confirmed, c.pending, c.conflicts, c.refused, c.last_confirmed or "never")
+
+    header = line("", "at hub", "confirmed", "pending", "conflicts", "refused", "last confirmed")
     out = ["per form:", header]
     out += [row(f"{p} / {f}", c) for (p, f), c in sorted(status.forms.items())]
     out += ["per device:", header]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -105,6 +106,8 @@ def test_push_sends_what_central_lacks_and_proves_it(
     status = run_sync(env, "status", "--json")
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
+    last = report["total"].pop("lastConfirmed")
+    assert last and last.startswith(str(dt.date.today().year))
     assert report["total"] == {
         "heldAtHub": len(hub_has),
         "confirmedAtCentral": len(hub_has),
@@ -112,6 +115,9 @@ def test_push_sends_what_central_lacks_and_proves_it(
         "conflicts": 2,
         "refused": 0,
     }
+    text = run_sync(env, "status").stdout
+    assert "per form:" in text and "per device:" in text and "collect:tablet0002" in text
+    assert "signature valid" in text and "matches everything this hub held then" in text
     assert report["statement"]["verified"] and report["statement"]["matchesHub"]
     assert {d["deviceId"] for d in report["devices"]} == {"collect:tablet0001", "collect:tablet0002"}
     assert [f["formId"] for f in report["forms"]] == [FORM_ID]
