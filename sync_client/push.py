@@ -198,7 +198,13 @@ def upload_blob(s: Session, sha256: str, size: int, bar: tqdm[Any] | None = None
     if bar is not None:
         bar.update(offset)
     while not state["complete"]:
-        chunk = s.store.read_range(sha256, offset, s.config.chunk_bytes)
+        try:
+            chunk = s.store.read_range(sha256, offset, s.config.chunk_bytes)
+        except OSError as exc:
+            raise SyncError(
+                f"the hub cannot read its file {sha256} ({exc.strerror}): run `sarhad doctor` on the hub",
+                ExitCode.ERROR,
+            ) from None
         if not chunk and offset < size:
             raise SyncError(f"the hub's file {sha256} is shorter than its database says", ExitCode.ERROR)
         try:
