@@ -193,7 +193,11 @@ def _upload_blobs(s: Session, shas: Sequence[str], report: PushReport) -> None:
 
 def upload_blob(s: Session, sha256: str, size: int, bar: tqdm[Any] | None = None) -> int:
     """Upload one blob from where central says it stands; returns the bytes of content sent."""
-    state = s.client.post("/v1/sync/uploads", json={"sha256": sha256, "size": size})
+    if size <= s.config.chunk_bytes:
+        # One chunk: open and send in one request (a cut re-sends at most this chunk anyway).
+        state = {"offset": 0, "complete": False}
+    else:
+        state = s.client.post("/v1/sync/uploads", json={"sha256": sha256, "size": size})
     offset, sent = int(state["offset"]), 0
     if bar is not None:
         bar.update(offset)
@@ -210,7 +214,7 @@ def upload_blob(s: Session, sha256: str, size: int, bar: tqdm[Any] | None = None
         try:
             state = s.client.put(
                 f"/v1/sync/uploads/{sha256}",
-                params={"offset": offset},
+                params={"offset": offset, "size": size},
                 data=chunk,
                 headers={"Content-Type": "application/octet-stream"},
             )

@@ -126,6 +126,19 @@ def test_chunked_upload_resumes_and_verifies(
         "complete"
     ]
 
+    # A small file opens and completes its upload in one request.
+    small = os.urandom(1000)
+    small_sha = hashlib.sha256(small).hexdigest()
+    one = requests.put(
+        f"{url}/{small_sha}", params={"offset": 0, "size": 1000}, data=small, headers=headers, timeout=10
+    )
+    assert one.json() == {"sha256": small_sha, "size": 1000, "offset": 1000, "complete": True}
+    assert live_server.database.blobs.read_bytes(small_sha) == small
+    bad_size = requests.put(
+        f"{url}/{small_sha}", params={"offset": 0, "size": "x"}, data=b"", headers=headers, timeout=10
+    )
+    assert bad_size.status_code == 400
+
     # Bytes that do not match their name are discarded with a clear error.
     liar = hashlib.sha256(b"something else").hexdigest()
     requests.post(url, json={"sha256": liar, "size": 5}, headers=headers, timeout=10)

@@ -146,14 +146,24 @@ def sync_upload_status(sha256: str) -> ResponseReturnValue:
 
 @api.put("/sync/uploads/<sha256>")
 def sync_upload_chunk(sha256: str) -> ResponseReturnValue:
-    """Append the body as the chunk starting at ``?offset=N``."""
+    """Append the body as the chunk starting at ``?offset=N`` (``&size=N`` opens the upload at offset 0)."""
     hub = _hub(db.session())
     raw = request.args.get("offset", "")
     if not raw.isdigit():
         raise errors.bad_request("Give the chunk's starting byte as ?offset=N.")
+    size = request.args.get("size")
+    if size is not None and not size.isdigit():
+        raise errors.bad_request("Give the file's whole size as ?size=N.")
     settings = settings_of(current_app)
     state = uploads.append(
-        db.database(), settings.data_dir, hub.id, sha256, int(raw), request.stream, settings.max_request_bytes
+        db.database(),
+        settings.data_dir,
+        hub.id,
+        sha256,
+        int(raw),
+        request.stream,
+        settings.max_request_bytes,
+        size=int(size) if size is not None else None,
     )
     return jsonify(state.as_json())
 
