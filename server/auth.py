@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import secrets
 
@@ -21,8 +22,13 @@ from server import db, errors
 from server.models import ProjectRole, Role, User, WebSession, utcnow
 
 _hasher = PasswordHasher()
-# Verifying against this keeps an unknown e-mail as slow as a wrong password (no user enumeration).
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verifying against this keeps an unknown e-mail as slow as a wrong password (no user enumeration);
+    made on first use, not at import, so that every `sarhad` command starts quickly."""
+    return _hasher.hash(secrets.token_hex(16))
 
 
 def hash_password(password: str) -> str:
@@ -31,7 +37,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
