@@ -72,7 +72,7 @@ def stage_attachments(writer: Writer, attachments: Iterable[Attachment]) -> dict
 def ingest(
     writer: Writer,
     *,
-    project: Project,
+    project: Project | int,
     xml_bytes: bytes,
     attachments: Iterable[Attachment] = (),
     incomplete: bool = False,
@@ -85,14 +85,17 @@ def ingest(
     received_at: dt.datetime | None = None,
     max_xml_bytes: int | None = None,
     parsed: ParsedSubmission | None = None,
+    target: FormTarget | None = None,
 ) -> IngestResult:
     """Store one submission payload (or part of a split upload) and say what it was.
 
     ``incomplete`` is Collect's ``*isIncomplete*`` (more parts follow with the same XML). It changes
     nothing in what is stored: every part is reconciled the same way and its files merge into the one
     version; the result's ``missing`` says what is still awaited. ``parsed`` spares a second parse when
-    the caller has already parsed ``xml_bytes`` (it must be the parse of those very bytes).
+    the caller has already parsed ``xml_bytes`` (it must be the parse of those very bytes); ``target``
+    likewise spares the form lookup when the caller has done :func:`find_target` for these bytes.
     """
+    project_id = project if isinstance(project, int) else project.id
     if parsed is None or parsed.xml_bytes is not xml_bytes:
         parsed = parse_submission(xml_bytes, max_xml_bytes or _max_xml_bytes())
     files = stage_attachments(writer, attachments)
@@ -106,12 +109,13 @@ def ingest(
         received_at=received_at or utcnow(),
     )
     session = writer.session
-    target = find_target(session, project.id, parsed, provenance.source)
+    if target is None:
+        target = find_target(session, project_id, parsed, provenance.source)
     if session.get_bind().dialect.name == "sqlite":
         # BEGIN IMMEDIATE: no other writer can interleave, so no unique-constraint race to retry.
-        result = reconcile(writer, project.id, target, parsed, files, provenance)
+        result = reconcile(writer, project_id, target, parsed, files, provenance)
     else:
-        result = _reconcile_with_retry(writer, project.id, target, parsed, files, provenance)
+        result = _reconcile_with_retry(writer, project_id, target, parsed, files, provenance)
     if incomplete and result.accepted:
         result.message = f"{result.message} (part of a larger submission: send the rest)"
     return result
@@ -149,10 +153,12 @@ def _reconcile_with_retry(
 
 __all__ = [
     "ConflictReason",
+    "FormTarget",
     "IngestResult",
     "Outcome",
     "ParsedSubmission",
     "Provenance",
+    "find_target",
     "ingest",
     "parse_submission",
     "stage_attachments",

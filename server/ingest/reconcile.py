@@ -24,7 +24,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from server import audit, errors
@@ -126,14 +126,31 @@ class FormTarget:
 
 @dataclass
 class IngestResult:
+    """What ingest decided. ``submission`` and ``version`` are loaded on first use, from the session of
+    the write transaction: read them before it ends (the OpenRosa route never needs them)."""
+
     outcome: Outcome
     message: str
-    submission: Submission | None = None
-    version: SubmissionVersion | None = None
+    session: Session | None = None
+    submission_id: int | None = None
+    version_id: int | None = None
     conflict: Conflict | None = None
     conflict_reason: ConflictReason | None = None
     expected: list[str] = field(default_factory=list)  # every file the version names or came with
     missing: list[str] = field(default_factory=list)  # of those, the ones not received yet
+    instance_id: str | None = None
+
+    @property
+    def submission(self) -> Submission | None:
+        if self.session is None or self.submission_id is None:
+            return None
+        return self.session.get(Submission, self.submission_id)
+
+    @property
+    def version(self) -> SubmissionVersion | None:
+        if self.session is None or self.version_id is None:
+            return None
+        return self.session.get(SubmissionVersion, self.version_id)
 
     @property
     def accepted(self) -> bool:
@@ -151,14 +168,46 @@ class IngestResult:
             self.message, code="409.3", reason=str(self.conflict_reason), instanceId=self.instance_id
         )
 
-    @property
-    def instance_id(self) -> str | None:
-        if self.version is not None:
-            return self.version.instance_id
-        return self.conflict.instance_id if self.conflict is not None else None
-
 
 # ---- which form ----------------------------------------------------------------------------------------
+
+_FORM = Form.__table__
+_FORM_VERSION = FormVersion.__table__
+_SUBMISSION = Submission.__table__
+_VERSION = SubmissionVersion.__table__
+_ATTACHMENT = SubmissionAttachment.__table__
+
+# The statements of every submission, built once: SQLAlchemy then reuses their compiled form and cache key
+# (measurably cheaper per request than building them anew).
+_FIND_TARGET = (
+    select(_FORM.c.id, _FORM.c.state, _FORM_VERSION.c.id, _FORM_VERSION.c.sha256)
+    .select_from(_FORM)
+    .outerjoin(
+        _FORM_VERSION,
+        and_(
+            _FORM_VERSION.c.form_id == _FORM.c.id,
+            _FORM_VERSION.c.version == bindparam("version"),
+            _FORM_VERSION.c.published_at.is_not(None),
+        ),
+    )
+    .where(
+        _FORM.c.project_id == bindparam("project_id"),
+        _FORM.c.xml_form_id == bindparam("xml_form_id"),
+        _FORM.c.deleted_at.is_(None),
+    )
+    .order_by(_FORM_VERSION.c.id.desc())
+    .limit(1)
+)
+_SAME_INSTANCE = select(_VERSION.c.id, _VERSION.c.submission_id, _VERSION.c.sha256).where(
+    _VERSION.c.form_id == bindparam("form_id"), _VERSION.c.instance_id == bindparam("instance_id")
+)
+_INSERT_SUBMISSION = insert(_SUBMISSION).returning(_SUBMISSION.c.id)
+_INSERT_VERSION = insert(_VERSION).returning(_VERSION.c.id)
+_SET_CURRENT = (
+    update(_SUBMISSION)
+    .where(_SUBMISSION.c.id == bindparam("submission_pk"))
+    .values(current_version_id=bindparam("version_pk"))
+)
 
 # Binary field paths by (form version id, XForm sha256). A published version's XForm never changes, and
 # the sha256 in the key makes a reused id (SQLite may reuse the id of a deleted draft) a cache miss.
@@ -182,24 +231,14 @@ def _binary_paths(session: Session, form_version_id: int, sha256: str) -> frozen
 
 def find_target(session: Session, project_id: int, parsed: ParsedSubmission, source: Source) -> FormTarget:
     """The form version a submission belongs to: 404 unknown form or version, 409 closed form."""
-    row = session.execute(
-        select(Form.id, Form.state, FormVersion.id, FormVersion.sha256)
-        .outerjoin(
-            FormVersion,
-            and_(
-                FormVersion.form_id == Form.id,
-                FormVersion.version == parsed.version,
-                FormVersion.published_at.is_not(None),
-            ),
+    row = (
+        session.connection()
+        .execute(
+            _FIND_TARGET,
+            {"version": parsed.version, "project_id": project_id, "xml_form_id": parsed.form_id},
         )
-        .where(
-            Form.project_id == project_id,
-            Form.xml_form_id == parsed.form_id,
-            Form.deleted_at.is_(None),
-        )
-        .order_by(FormVersion.id.desc())
-        .limit(1)
-    ).first()
+        .first()
+    )
     if row is None:
         raise errors.not_found(f"There is no form {parsed.form_id!r} in this project.")
     form_pk, state, version_pk, version_sha = row
@@ -229,13 +268,10 @@ def reconcile(
     files: Mapping[str, StagedBlob],
     provenance: Provenance,
 ) -> IngestResult:
-    session = writer.session
+    conn = writer.session.connection()
     expected = expected_attachments(parsed, target.binary_paths)
-    same_id = session.execute(
-        select(SubmissionVersion.id, SubmissionVersion.submission_id, SubmissionVersion.sha256).where(
-            SubmissionVersion.form_id == target.form_id,
-            SubmissionVersion.instance_id == parsed.instance_id,
-        )
+    same_id = conn.execute(
+        _SAME_INSTANCE, {"form_id": target.form_id, "instance_id": parsed.instance_id}
     ).first()
     if same_id is not None:
         version_pk, submission_pk, sha256 = same_id
@@ -245,12 +281,12 @@ def reconcile(
             writer, project_id, target, parsed, files, provenance, ConflictReason.INSTANCE_ID_TAKEN
         )
     if parsed.deprecated_id:
-        prior = session.execute(
-            select(SubmissionVersion.id, SubmissionVersion.submission_id, Submission.current_version_id)
-            .join(Submission, Submission.id == SubmissionVersion.submission_id)
+        prior = conn.execute(
+            select(_VERSION.c.id, _VERSION.c.submission_id, _SUBMISSION.c.current_version_id)
+            .join(_SUBMISSION, _SUBMISSION.c.id == _VERSION.c.submission_id)
             .where(
-                SubmissionVersion.form_id == target.form_id,
-                SubmissionVersion.instance_id == parsed.deprecated_id,
+                _VERSION.c.form_id == target.form_id,
+                _VERSION.c.instance_id == parsed.deprecated_id,
             )
         ).first()
         if prior is None:
@@ -275,27 +311,25 @@ def _new_version(
     target: FormTarget,
     parsed: ParsedSubmission,
     provenance: Provenance,
-) -> SubmissionVersion:
-    version = SubmissionVersion(
-        submission_id=submission_pk,
-        form_id=target.form_id,
-        form_version_id=target.form_version_id,
-        instance_id=parsed.instance_id,
-        deprecated_id=parsed.deprecated_id,
-        instance_name=parsed.instance_name,
-        xml=parsed.xml,
-        sha256=parsed.sha256,
-        encrypted=parsed.encrypted,
+) -> int:
+    row = {
+        "submission_id": submission_pk,
+        "form_id": target.form_id,
+        "form_version_id": target.form_version_id,
+        "instance_id": parsed.instance_id,
+        "deprecated_id": parsed.deprecated_id,
+        "instance_name": parsed.instance_name,
+        "xml": parsed.xml,
+        "sha256": parsed.sha256,
+        "encrypted": parsed.encrypted,
         **provenance.columns(),
-    )
-    writer.session.add(version)
-    writer.session.flush()
-    return version
+    }
+    return int(writer.session.connection().execute(_INSERT_VERSION, row).scalar_one())
 
 
 def _attachment_rows(
     writer: Writer,
-    version: SubmissionVersion,
+    version_pk: int,
     expected: list[str],
     files: Mapping[str, StagedBlob],
     received_at: dt.datetime,
@@ -304,20 +338,21 @@ def _attachment_rows(
     """One row per expected or received file; returns (all names, names still missing)."""
     names = list(dict.fromkeys([*expected, *sorted(files)]))
     missing: list[str] = []
+    rows = []
     for name in names:
         blob = files[name].sha256 if name in files else (carried or {}).get(name)
         if blob is None:
             missing.append(name)
-        writer.session.add(
-            SubmissionAttachment(
-                version_id=version.id,
-                name=name,
-                blob_sha256=blob,
-                received_at=received_at if blob else None,
-            )
+        rows.append(
+            {
+                "version_id": version_pk,
+                "name": name,
+                "blob_sha256": blob,
+                "received_at": received_at if blob else None,
+            }
         )
-    if names:
-        writer.session.flush()
+    if rows:
+        writer.session.connection().execute(insert(_ATTACHMENT), rows)
     return names, missing
 
 
@@ -329,18 +364,28 @@ def _create(
     files: Mapping[str, StagedBlob],
     provenance: Provenance,
 ) -> IngestResult:
-    session = writer.session
+    conn = writer.session.connection()
     _add_blob_rows(writer, files)
-    submission = Submission(
-        form_id=target.form_id, instance_id=parsed.instance_id, created_at=provenance.received_at
+    new_submission = {
+        "form_id": target.form_id,
+        "instance_id": parsed.instance_id,
+        "review_state": ReviewState.RECEIVED,
+        "created_at": provenance.received_at,
+    }
+    submission_pk = int(conn.execute(_INSERT_SUBMISSION, new_submission).scalar_one())
+    version_pk = _new_version(writer, submission_pk, target, parsed, provenance)
+    conn.execute(_SET_CURRENT, {"submission_pk": submission_pk, "version_pk": version_pk})
+    names, missing = _attachment_rows(writer, version_pk, expected, files, provenance.received_at)
+    return IngestResult(
+        Outcome.CREATED,
+        RECEIVED,
+        writer.session,
+        submission_pk,
+        version_pk,
+        expected=names,
+        missing=missing,
+        instance_id=parsed.instance_id,
     )
-    session.add(submission)
-    session.flush()
-    version = _new_version(writer, submission.id, target, parsed, provenance)
-    submission.current_version_id = version.id
-    names, missing = _attachment_rows(writer, version, expected, files, provenance.received_at)
-    session.flush()
-    return IngestResult(Outcome.CREATED, RECEIVED, submission, version, expected=names, missing=missing)
 
 
 def _edit(
@@ -366,22 +411,33 @@ def _edit(
             )
         )
     }
-    version = _new_version(writer, submission_pk, target, parsed, provenance)
-    names, missing = _attachment_rows(writer, version, expected, files, provenance.received_at, carried)
-    session.execute(
-        update(Submission)
-        .where(Submission.id == submission_pk)
+    version_pk = _new_version(writer, submission_pk, target, parsed, provenance)
+    names, missing = _attachment_rows(writer, version_pk, expected, files, provenance.received_at, carried)
+    session.connection().execute(
+        update(_SUBMISSION)
+        .where(_SUBMISSION.c.id == submission_pk)
         .values(
-            current_version_id=version.id,
-            review_state=ReviewState.EDITED,
-            updated_at=provenance.received_at,
+            current_version_id=version_pk, review_state=ReviewState.EDITED, updated_at=provenance.received_at
         )
-        .execution_options(synchronize_session=False)
     )
-    submission = session.get(Submission, submission_pk)
-    if submission is not None:
-        session.refresh(submission)
-    return IngestResult(Outcome.EDITED, EDIT_RECEIVED, submission, version, expected=names, missing=missing)
+    _expire_loaded(session, Submission, submission_pk)
+    return IngestResult(
+        Outcome.EDITED,
+        EDIT_RECEIVED,
+        session,
+        submission_pk,
+        version_pk,
+        expected=names,
+        missing=missing,
+        instance_id=parsed.instance_id,
+    )
+
+
+def _expire_loaded(session: Session, model: type, pk: int) -> None:
+    """Rows changed with Core statements: a copy the caller already loaded must be read again."""
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, model) and getattr(obj, "id", None) == pk:
+            session.expire(obj)
 
 
 def _resend(
@@ -426,12 +482,19 @@ def _resend(
         _keep_conflict(
             writer, project_id, target, parsed, differing, provenance, ConflictReason.ATTACHMENT_DIFFERS
         )
-    submission = session.get(Submission, submission_pk)
-    version = session.get(SubmissionVersion, version_pk)
     names = sorted(rows)
     missing = sorted(n for n, r in rows.items() if r.blob_sha256 is None)
     outcome = Outcome.UPDATED_ATTACHMENTS if changed else Outcome.DUPLICATE
-    return IngestResult(outcome, RECEIVED, submission, version, expected=names, missing=missing)
+    return IngestResult(
+        outcome,
+        RECEIVED,
+        session,
+        submission_pk,
+        version_pk,
+        expected=names,
+        missing=missing,
+        instance_id=parsed.instance_id,
+    )
 
 
 def _keep_conflict(
@@ -503,7 +566,7 @@ def _keep_conflict(
             new=created,
         )
     existing = session.scalar(
-        select(Submission)
+        select(Submission.id)
         .join(SubmissionVersion, SubmissionVersion.submission_id == Submission.id)
         .where(
             SubmissionVersion.form_id == target.form_id,
@@ -517,8 +580,10 @@ def _keep_conflict(
     return IngestResult(
         Outcome.CONFLICT,
         message,
-        submission=existing,
+        session,
+        submission_id=existing,
         conflict=conflict,
         conflict_reason=reason,
         expected=sorted(held),
+        instance_id=parsed.instance_id,
     )

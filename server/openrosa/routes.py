@@ -39,9 +39,11 @@ from werkzeug.formparser import FormDataParser
 
 from server import db, errors, openrosa_replies
 from server.blobs import StagedBlob
-from server.ingest import IngestResult, ingest
+from server.db import Writer
+from server.ingest import FormTarget, IngestResult, find_target, ingest
+from server.ingest.group_commit import committer_for
 from server.ingest.parse import ParsedSubmission, check_attachment_name, parse_submission
-from server.models import AppUser, Blob, Form, FormMedia, FormState, FormVersion, Project, Source
+from server.models import AppUser, Blob, Form, FormMedia, FormState, FormVersion, Source
 from server.openrosa import openrosa
 
 log = logging.getLogger(__name__)
@@ -229,9 +231,14 @@ def _head(project_id: int, token: str | None) -> Response:
     return openrosa_replies.submission_head()
 
 
+_SPOOL_DIRS: set[Path] = set()
+
+
 def _spool_dir() -> Path:
     path = Path(_settings().data_dir) / "spool"
-    path.mkdir(parents=True, exist_ok=True)
+    if path not in _SPOOL_DIRS:
+        path.mkdir(parents=True, exist_ok=True)
+        _SPOOL_DIRS.add(path)
     return path
 
 
@@ -292,28 +299,18 @@ def _attachment_parts(files: MultiDict[str, FileStorage]) -> list[tuple[str, Fil
     return parts
 
 
-def _form_for_check(project_id: int, parsed: ParsedSubmission) -> Form | None:
-    return db.session().scalar(
-        select(Form).where(
-            Form.project_id == project_id, Form.xml_form_id == parsed.form_id, Form.deleted_at.is_(None)
-        )
-    )
-
-
 def _submit(project_id: int, token: str | None) -> Response:
     app_user = _device(project_id, token)  # before the body: a bare request gets its challenge at once
     form_parts, files = _read_body()
     try:
         parsed = parse_submission(_xml_bytes(form_parts, files), _settings().max_xml_bytes)
         attachments = _attachment_parts(files)
-        form = _form_for_check(project_id, parsed)
-        # A closed form is refused by ingest with its own 409; the check here is about this device.
-        if form is not None and form.state != FormState.CLOSED and not _may_submit(app_user, form):
+        # Which form version (404 unknown, 409 closed), then whether this device may send to it (403).
+        target = find_target(db.session(), project_id, parsed, Source.DEVICE)
+        form = db.session().get(Form, target.form_id)
+        if form is None or not _may_submit(app_user, form):
             raise errors.forbidden(f"This device may not send submissions to the form {parsed.form_id!r}.")
-        project = db.session().get(Project, project_id)
-        if project is None or project.archived:
-            raise errors.not_found(f"There is no project {project_id}.")
-        result = _ingest_staged(project, app_user, parsed, attachments, form_parts)
+        result = _ingest_staged(project_id, app_user, parsed, target, attachments, form_parts)
     finally:
         for _name, storage in files.items(multi=True):
             storage.close()
@@ -322,33 +319,45 @@ def _submit(project_id: int, token: str | None) -> Response:
 
 
 def _ingest_staged(
-    project: Project,
+    project_id: int,
     app_user: AppUser,
     parsed: ParsedSubmission,
+    target: FormTarget,
     attachments: list[tuple[str, FileStorage]],
     form_parts: MultiDict[str, str],
 ) -> IngestResult:
-    """Stage the files, then one short write transaction; publish the files once it has committed."""
+    """Stage the files, then ingest in a shared write transaction (group commit); publish the files once
+    that has committed. No database lock is held while files are copied and fsynced."""
     database = db.database()
     staging = database.blobs.staging()
+    # The committer thread has no request context: everything it needs is taken from the request here.
+    incomplete = form_parts.get(INCOMPLETE_PART, "").strip().lower() == "yes"
+    device_id = request.args.get("deviceID") or None
+    user_agent = request.headers.get("User-Agent")
+    max_xml_bytes = _settings().max_xml_bytes
     committed = False
     try:
         staged: list[tuple[str, StagedBlob]] = [
             (name, staging.add_stream(storage.stream)) for name, storage in attachments
         ]
-        with database.write() as writer:
-            result = ingest(
+
+        def work(writer: Writer) -> IngestResult:
+            return ingest(
                 writer,
-                project=project,
+                project=project_id,
                 xml_bytes=parsed.xml_bytes,
                 parsed=parsed,
+                target=target,
                 attachments=staged,
-                incomplete=form_parts.get(INCOMPLETE_PART, "").strip().lower() == "yes",
+                incomplete=incomplete,
                 source=Source.DEVICE,
                 app_user=app_user,
-                device_id=(request.args.get("deviceID") or None),
-                user_agent=request.headers.get("User-Agent"),
+                device_id=device_id,
+                user_agent=user_agent,
+                max_xml_bytes=max_xml_bytes,
             )
+
+        result = committer_for(current_app.extensions, database).run(work)
         committed = True
     finally:
         # Files whose rows committed are published; if the process dies first, recovery at the next
