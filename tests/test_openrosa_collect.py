@@ -488,3 +488,25 @@ def test_cut_connection_leaves_nothing_half_written(site: Site) -> None:
     body_ok, ctype_ok = multipart_body(xml, [("photo.jpg", b"\xff\xd8" + b"p" * 200_000)])
     assert _post(site, body_ok, ctype_ok).status_code == 201
     assert _submission_count(site.database) == before + 1
+
+
+def test_links_use_the_configured_public_url(make_env_module: Any) -> None:
+    """Behind a proxy the request's own host is not what tablets reach: BASE_URL is used for links."""
+    env = make_env_module()
+    app: Flask = env.app(base_url="https://sarhad.example.tj/")
+    live, stop = serve_in_thread(app)
+    try:
+        project_id = make_project(live.database)
+        publish_xlsform(app, project_id, FORMS_DIR / "youth_consultation.xlsx")
+        _, token = make_device(app, project_id)
+        collect = CollectEmulator(key_url(live.url, token, project_id))
+        (listed,) = collect.form_list()
+        prefix = f"https://sarhad.example.tj/v1/key/{token}/projects/{project_id}/forms/youth_consultation"
+        assert listed.download_url == prefix + ".xml"
+        assert listed.manifest_url == prefix + "/manifest"
+        media = collect.manifest(listed.manifest_url.replace("https://sarhad.example.tj", live.url))
+        assert {m.download_url for m in media} == {
+            f"{prefix}/attachments/{n}" for n in ("districts.csv", "regions.csv")
+        }
+    finally:
+        stop()
