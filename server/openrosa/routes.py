@@ -16,9 +16,11 @@ Two ways in, the same behaviour (Collect appends ``/formList`` and ``/submission
   manifests and media are downloaded from ``/v1/projects/<p>/device/forms/...``, the URLs the form list
   hands out, because ``/v1/projects/<p>/forms/<formId>.xml`` is the web API for signed-in users.
 
-A submission's multipart body is read (files spooled to DATA_DIR/spool, never whole in memory) and its
-files staged in the blob store *before* the database write transaction opens, so that a slow upload never
-holds SQLite's write lock; the 201 is sent only after the rows are committed and the files published.
+A submission's multipart body is read (files spooled to DATA_DIR/spool, never whole in memory), its
+device, form version and permission are checked, and its files staged in the blob store, all *before* any
+write transaction opens, so that a slow upload never holds SQLite's write lock. The write itself goes
+through the group committer (server/ingest/group_commit.py): concurrent submissions share one commit.
+The 201 is sent only after the rows are committed and the files published.
 """
 
 from __future__ import annotations
