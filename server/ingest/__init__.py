@@ -13,6 +13,9 @@ nothing to keep (unknown form, malformed XML...) are raised as :class:`server.er
 On PostgreSQL two identical resends at the same moment can both find nothing and both insert; the
 second then fails on a unique constraint, and is retried from a savepoint (it now sees the first one's
 rows and becomes a resend). SQLite serialises writers with ``BEGIN IMMEDIATE``, so the race cannot occur.
+
+Callers with many small concurrent writes (the OpenRosa route) run ``ingest`` through
+:mod:`server.ingest.group_commit`, so that one commit (one fsync) serves several submissions.
 """
 
 from __future__ import annotations
