@@ -202,8 +202,12 @@ class Staging:
         """Move every staged file into the store; call only after the rows are committed."""
         if self._lock is None:
             return
-        for sha256 in self.staged:
-            self.store._place(self.folder / sha256, sha256)
+        try:
+            for sha256 in self.staged:
+                self.store._place(self.folder / sha256, sha256)
+        except BaseException:
+            self._release()  # keep the folder: recover() finishes what is left
+            raise
         self._close()
 
     def discard(self) -> None:
@@ -213,6 +217,9 @@ class Staging:
 
     def _close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        self._release()
+
+    def _release(self) -> None:
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None

@@ -72,13 +72,15 @@ class Database:
             session.connection(execution_options={_WRITE_OPTION: True})
             yield Writer(session, staging)
             session.commit()
-            staging.publish()
         except BaseException:
             session.rollback()
             staging.discard()
             raise
         finally:
             session.close()
+        # After the commit the files must never be discarded: if moving them fails, they stay staged
+        # and recover() rolls them forward (their rows are committed).
+        staging.publish()
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -71,3 +71,22 @@ def test_recovery_rolls_forward_committed_and_back_the_rest(tmp_path: Path) -> N
     assert not store.exists(rolled_back)
     live.publish()
     assert len(list(store.iter_stored())) == 2
+
+
+def test_a_failed_publish_keeps_the_files_for_recovery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rows are committed when publish runs: a failure then (a full disk, say) must not lose the file.
+    store = BlobStore(tmp_path)
+    staging = store.staging()
+    blob = staging.add_bytes(b"committed answer")
+
+    def disk_full(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "_place", disk_full)
+    with pytest.raises(OSError):
+        staging.publish()
+    monkeypatch.undo()
+    report = store.recover(lambda shas: set(shas))
+    assert report.rolled_forward == 1 and store.read_bytes(blob.sha256) == b"committed answer"
