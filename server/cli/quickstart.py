@@ -43,13 +43,28 @@ def _ensure_admin(ctx: CliContext) -> None:
 
 
 @click.command()
-@click.option("--host", default="0.0.0.0", show_default=True,
-              help="Address to listen on; the default lets tablets on the local network connect.")
+@click.option(
+    "--host",
+    default="0.0.0.0",
+    show_default=True,
+    help="Address to listen on; the default lets tablets on the local network connect.",
+)
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
-@click.option("--project", "project_name", default="Demo", show_default=True,
-              help="Project to create (if absent) and publish the forms into.")
-@click.option("--forms", "forms_dir", default="forms", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Folder of XLSForms to publish.")
+@click.option(
+    "--project",
+    "project_name",
+    default="Demo",
+    show_default=True,
+    help="Project to create (if absent) and publish the forms into.",
+)
+@click.option(
+    "--forms",
+    "forms_dir",
+    default="forms",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of XLSForms to publish.",
+)
 @click.option("--no-serve", is_flag=True, help="Set everything up, print the QR code, but do not serve.")
 @pass_ctx
 def quickstart(
