@@ -21,9 +21,6 @@ from tests.test_sync_support import (
     sync_env,
 )
 
-if not hasattr(pytest.importorskip("server.ingest"), "ingest"):
-    pytest.skip("the ingest path (server.ingest.ingest) has not landed in this tree", allow_module_level=True)
-
 LAYOUTS = {
     "old": Path("odk"),
     "android": Path("Android/data/org.odk.collect.android/files"),

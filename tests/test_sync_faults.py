@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from server.models import Blob, SubmissionVersion, SyncReceipt, SyncUpload
@@ -30,9 +29,6 @@ from tests.test_sync_support import (
     start_sync,
     sync_env,
 )
-
-if not hasattr(pytest.importorskip("server.ingest"), "ingest"):
-    pytest.skip("the ingest path (server.ingest.ingest) has not landed in this tree", allow_module_level=True)
 
 CHUNK = 64 * 1024
 # Per cut, besides the chunk in flight: the restart's small requests (who am I, inventory of what is

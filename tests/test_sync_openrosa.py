@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from server.devices import create_app_user
@@ -22,9 +21,6 @@ from tests.test_sync_support import (
     sqlite_env,
     sync_env,
 )
-
-if not hasattr(pytest.importorskip("server.ingest"), "ingest"):
-    pytest.skip("the ingest path (server.ingest.ingest) has not landed in this tree", allow_module_level=True)
 
 
 def test_push_to_openrosa_server(make_env: Callable[[], AppEnv], tmp_path: Path) -> None:

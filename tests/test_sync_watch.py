@@ -8,13 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import AppEnv, free_port, serve_in_thread
 from tests.test_sync_support import Store, form_xml, instance_xml, new_id, sqlite_env, start_sync, sync_env
-
-if not hasattr(pytest.importorskip("server.ingest"), "ingest"):
-    pytest.skip("the ingest path (server.ingest.ingest) has not landed in this tree", allow_module_level=True)
 
 
 def _wait_for(check: Callable[[], bool], seconds: float) -> bool:
