@@ -116,6 +116,21 @@ def find_submission(session: Session, form: Form, instance_id: str) -> Submissio
     return found
 
 
+def _audit(session: Session, action: str, fa: FormAccess, sub: Submission, **details: Any) -> None:
+    """An audit row about one submission, by the web user of this request."""
+    audit.record(
+        session,
+        action,
+        actor=fa.user,
+        project_id=fa.form.project_id,
+        target_type="submission",
+        target_id=sub.id,
+        form=fa.form.xml_form_id,
+        instance_id=sub.instance_id,
+        **details,
+    )
+
+
 def _rel_paths(root: etree._Element) -> Iterator[tuple[str, etree._Element]]:
     """Every element under the root with its Central path (``/group/question``)."""
 
@@ -340,15 +355,11 @@ def review_submission(project_id: int, xml_form_id: str, instance_id: str) -> Re
     if before != body["reviewState"]:
         sub.review_state = body["reviewState"]
         sub.updated_at = utcnow()
-        audit.record(
+        _audit(
             session,
             "submission.review",
-            actor=fa.user,
-            project_id=project_id,
-            target_type="submission",
-            target_id=sub.id,
-            form=fa.form.xml_form_id,
-            instance_id=sub.instance_id,
+            fa,
+            sub,
             before=before,
             after=sub.review_state,
         )
@@ -379,15 +390,11 @@ def submission_add_comment(project_id: int, xml_form_id: str, instance_id: str) 
     comment = Comment(submission_id=sub.id, user_id=fa.user.id, body=body["body"], created_at=utcnow())
     session.add(comment)
     session.flush()
-    audit.record(
+    _audit(
         session,
         "submission.comment",
-        actor=fa.user,
-        project_id=project_id,
-        target_type="submission",
-        target_id=sub.id,
-        form=fa.form.xml_form_id,
-        instance_id=sub.instance_id,
+        fa,
+        sub,
         comment_id=comment.id,
     )
     return jsonify(comment_json(comment))
@@ -461,15 +468,11 @@ def submission_upload_attachment(
         row.blob_sha256 = sha
         row.received_at = utcnow()
         # A replaced file's blob stays in the store; its sha256 is in the audit log.
-        audit.record(
+        _audit(
             session,
             "submission.attachment",
-            actor=fa.user,
-            project_id=project_id,
-            target_type="submission",
-            target_id=sub.id,
-            form=fa.form.xml_form_id,
-            instance_id=sub.instance_id,
+            fa,
+            sub,
             name=name,
             sha256=sha,
             replaced=previous,
