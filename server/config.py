@@ -67,6 +67,12 @@ class Settings:
         120, "Longest time an XLSForm conversion may take before it is refused."
     )
     log_level: str = _setting("INFO", "Logging level: DEBUG, INFO, WARNING or ERROR.")
+    report_min_cell: int = _setting(
+        5,
+        "Smallest count a donor report shows (k). Counts from 1 to k-1 are hidden, and so are the counts "
+        "that would let them be worked out from the totals. A report may ask for a larger k, never a "
+        "smaller one. At least 2.",
+    )
 
     @property
     def blob_dir(self) -> Path:
@@ -119,6 +125,8 @@ def load_settings(
 
     typed = {name: _coerce(name, raw, fields[name].type) for name, raw in values.items()}
     settings = Settings(**typed)
+    if settings.report_min_cell < 2:
+        raise ValueError(f"setting report_min_cell must be at least 2, got {settings.report_min_cell}")
     if not settings.secret_key:
         settings = dataclasses.replace(settings, secret_key=_stored_secret(settings.data_dir))
     return settings

@@ -46,3 +46,5 @@ def test_bad_values_are_named(tmp_path: Path) -> None:
     config.write_text('databse_url = "sqlite://"\n')
     with pytest.raises(ValueError, match="databse_url"):
         load_settings(environ={"SARHAD_DATA_DIR": str(tmp_path)}, config_file=config)
+    with pytest.raises(ValueError, match="report_min_cell must be at least 2"):
+        load_settings(environ={"SARHAD_DATA_DIR": str(tmp_path), "SARHAD_REPORT_MIN_CELL": "1"})

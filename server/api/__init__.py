@@ -12,6 +12,7 @@ from server.api import (  # noqa: E402, F401
     health,
     odata,
     projects,
+    reports,
     sessions,
     submissions,
     sync,

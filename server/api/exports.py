@@ -65,7 +65,7 @@ def _review_states() -> tuple[str, ...]:
     return tuple(states)
 
 
-def _content_disposition(name: str) -> str:
+def content_disposition(name: str) -> str:
     ascii_name = name.encode("ascii", "replace").decode("ascii").replace('"', "")
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
 
@@ -119,7 +119,7 @@ def _send(project_id: int, xml_form_id: str, fmt: Format, *, central: bool) -> R
     name = download_name(form, fmt, media=central and opts.attachments)
     response = Response(stream_export(database, form_id, fmt, opts), mimetype=None)
     response.headers["Content-Type"] = fmt.content_type
-    response.headers["Content-Disposition"] = _content_disposition(name)
+    response.headers["Content-Disposition"] = content_disposition(name)
     response.headers["Cache-Control"] = "no-store"
     return response
 

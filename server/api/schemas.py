@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from flask import request
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from server import errors
 
@@ -20,6 +20,14 @@ def load_json(schema: Schema) -> dict[str, Any]:
         return schema.load(body)  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise errors.bad_request("The request body is not valid.", fields=exc.messages) from None
+
+
+def load_query(schema: Schema) -> dict[str, Any]:
+    """The request's query string validated by ``schema``; a 400 Problem naming the bad fields otherwise."""
+    try:
+        return schema.load(request.args)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise errors.bad_request("The query string is not valid.", fields=exc.messages) from None
 
 
 def iso(value: dt.datetime | None) -> str | None:
@@ -37,3 +45,17 @@ class SessionRequest(Schema):
 class ProjectRequest(Schema):
     name = fields.String(required=True)
     description = fields.String(load_default=None, allow_none=True)
+
+
+class ReportQuery(Schema):
+    """``GET .../forms/{f}/report.{csv|xlsx}``: what to count by, and which submissions."""
+
+    class Meta:
+        unknown = EXCLUDE  # a client's cache-busting parameter is not an error
+
+    rows = fields.String(required=True)
+    cols = fields.String(load_default=None)
+    lang = fields.String(load_default=None, validate=validate.OneOf(["en", "tg", "ru"]))
+    since = fields.String(load_default=None)
+    until = fields.String(load_default=None)
+    min_cell = fields.Integer(data_key="minCell", load_default=None, validate=validate.Range(min=1))

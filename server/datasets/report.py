@@ -1,0 +1,389 @@
+"""Donor reports: counts of a form's cleaned submissions by a few questions, safe to hand out.
+
+A report is a cross-table: each row is a combination of the ``rows`` dimensions, each column a category
+of the optional ``cols`` dimension, with row totals, column totals and the grand total. Counts below k
+(``SARHAD_REPORT_MIN_CELL``, default 5) are hidden, and so are the counts that would let a hidden one be
+worked out from the totals (:mod:`server.datasets.suppression`). Hidden counts print as ``[c]``.
+
+A dimension is:
+- a select_one question (also from a file), counted by its choices, labelled in the report's language;
+- an integer question with bands: ``age:0-17,18-24,25-`` (``25-`` is open-ended and shows as ``25+``);
+- ``period:month|quarter|year`` (when the server received the submission) or ``DATE_QUESTION:month`` etc.
+
+Free text, select_multiple (one submission would count in several columns and totals would not add up),
+locations, files, questions inside repeats and questions tagged ``personal`` cannot be dimensions.
+The submissions are those of an export with default filters (:class:`server.datasets.Filters`): the
+current version of each, no rejected, deleted or test ones. Encrypted submissions cannot be read and are
+not counted (the notes say how many). Only counts are held in memory, never the submissions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from server import audit, errors
+from server.datasets import Filters, SubmissionRecord, iter_submissions
+from server.datasets.clean import normalise
+from server.datasets.flatten import UnreadableXml, flatten
+from server.datasets.schema import Field, FormSchema
+from server.datasets.suppression import suppress_column, suppress_grid
+from server.models import AppUser, Form, User
+
+AUDIT_ACTION = "form.submission.report"
+CONFIDENTIAL = "[c]"
+MISSING = "(missing)"
+OTHER = "(other)"
+TOTAL = "Total"
+PERIODS = ("month", "quarter", "year")
+_BAND = re.compile(r"^\s*(\d+)\s*-\s*(\d*)\s*$")
+_SPEC = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*(?::\s*(.*))?$")
+
+
+@dataclass
+class Dimension:
+    """One question (or the received date) that rows or columns are counted by."""
+
+    spec: str  # as asked for: ``region``, ``age:0-17,18-`` or ``period:month``
+    header: str
+    categories: list[tuple[str, str]]  # (key, label), in display order
+    key_of: Callable[[SubmissionRecord, dict[str, str]], str]
+    fill_gaps: Callable[[set[str]], list[tuple[str, str]]] | None = None  # periods: keys between seen ones
+
+    def ordered(self, seen: set[str]) -> list[tuple[str, str]]:
+        """Categories to show: the known ones in order, then any seen value the form does not list."""
+        known = self.fill_gaps(seen) if self.fill_gaps else list(self.categories)
+        keys = {key for key, _ in known}
+        extra = sorted(key for key in seen if key not in keys and key not in (OTHER, MISSING))
+        tail = [(key, key) for key in extra] + [(key, key) for key in (OTHER, MISSING) if key in seen]
+        return known + tail
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    rows: tuple[str, ...]
+    cols: str | None
+    lang: str | None
+    filters: Filters
+    min_cell: int
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "rows": list(self.rows),
+            "cols": self.cols,
+            "lang": self.lang,
+            "filters": self.filters.describe(),
+            "min_cell": self.min_cell,
+        }
+
+
+@dataclass
+class Report:
+    """A finished report: labels, counts with their totals, and which of them are hidden."""
+
+    form_id: str
+    versions: list[str]
+    request: ReportRequest
+    row_headers: list[str]
+    row_labels: list[list[str]]
+    col_header: str | None
+    col_labels: list[str]  # without "Total"; [] when there is no column dimension
+    grid: list[list[int]]  # counts: one row per row label plus the total row; the total column last
+    hidden: set[tuple[int, int]]
+    primary: int  # how many were hidden for being below k
+    not_counted: dict[str, int] = field(default_factory=dict)
+    generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def cell(self, r: int, c: int) -> int | str:
+        return CONFIDENTIAL if (r, c) in self.hidden else self.grid[r][c]
+
+    def header(self) -> list[str]:
+        return [*self.row_headers, *(self.col_labels or ["Count"]), *([TOTAL] if self.col_labels else [])]
+
+    def lines(self) -> Iterator[list[int | str]]:
+        """The table as it is published: the header, a line per row, the total line."""
+        yield list(self.header())
+        width = len(self.grid[0])
+        for r, labels in enumerate([*self.row_labels, [TOTAL] + [""] * (len(self.row_headers) - 1)]):
+            yield [*labels, *(self.cell(r, c) for c in range(width))]
+
+    def notes(self) -> list[str]:
+        request = self.request
+        k = request.min_cell
+        secondary = len(self.hidden) - self.primary
+        notes = [
+            f"Sarhad donor report of form {self.form_id} (versions {' / '.join(self.versions)}).",
+            "Counts of submissions; each submission is counted once.",
+            f"Rows: {' × '.join(self.row_headers)}."
+            + (f" Columns: {self.col_header}." if self.col_header else ""),
+            f"{CONFIDENTIAL} = confidential: hidden because the count is between 1 and {k - 1} or "
+            "because it could otherwise be worked out from the totals and the other counts. Zeros are shown.",
+            f"Counts hidden: {len(self.hidden)} ({self.primary} below {k}; {secondary} to protect them).",
+            "Left out: rejected and deleted submissions; test submissions; older versions of edited ones.",
+            f"Received: {_period_text(request.filters)}.",
+        ]
+        for reason, count in sorted(self.not_counted.items()):
+            notes.append(f"Not counted: {count} {reason}.")
+        notes.append(f"Generated: {self.generated_at.isoformat(timespec='seconds').replace('+00:00', 'Z')}.")
+        return notes
+
+
+def _period_text(filters: Filters) -> str:
+    since = filters.since.date().isoformat() if filters.since else "the start"
+    if filters.until is None:
+        return f"from {since} on"
+    last = (filters.until - dt.timedelta(microseconds=1)).date().isoformat()
+    return f"from {since} to {last}"
+
+
+# ------------------------------------------------------------------------------------------ dimensions
+
+
+def split_dimensions(text: str) -> tuple[str, ...]:
+    """``region,age:0-17,18-`` → ``("region", "age:0-17,18-")``: a part that starts like a band belongs
+    to the dimension before it."""
+    parts: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if parts and part and (part[0].isdigit() or part.startswith("-")) and ":" in parts[-1]:
+            parts[-1] += "," + part
+        elif part:
+            parts.append(part)
+    return tuple(parts)
+
+
+def parse_dimension(schema: FormSchema, spec: str, lang: str | None) -> Dimension:
+    match = _SPEC.match(spec)
+    if not match:
+        raise errors.bad_request(f"{spec!r} is not a question name.", field="rows")
+    name, detail = match.group(1), (match.group(2) or "").strip()
+    if name == "period" and name not in _names(schema):
+        return _period_dimension(spec, None, detail or "month", lang)
+    f = _find_field(schema, name)
+    if f.type in ("date", "dateTime"):
+        return _period_dimension(spec, f, detail or "month", lang)
+    if f.type == "int" and detail:
+        return _band_dimension(spec, f, detail, lang)
+    if f.type == "select1" and not detail:
+        return _choice_dimension(spec, f, lang)
+    if f.type == "int":
+        raise errors.bad_request(
+            f"{name!r} is a number: give bands, e.g. {name}:0-17,18-24,25-", field="rows"
+        )
+    raise errors.bad_request(
+        f"{name!r} cannot be a report dimension: use select_one questions, numbers with bands or dates "
+        "(free text, select_multiple, locations and files could single someone out or be counted twice).",
+        field="rows",
+    )
+
+
+def _names(schema: FormSchema) -> set[str]:
+    return {f.name for f in schema.fields}
+
+
+def _find_field(schema: FormSchema, name: str) -> Field:
+    if name.startswith("/"):
+        matches = [f for f in schema.fields if f.rel == name]
+    else:
+        matches = [f for f in schema.fields if f.name == name and f.leaf]
+    if not matches:
+        raise errors.bad_request(f"The form {schema.xml_form_id!r} has no question {name!r}.", field="rows")
+    if len(matches) > 1:
+        paths = ", ".join(f.rel for f in matches)
+        raise errors.bad_request(f"{name!r} names several questions ({paths}): give its path.", field="rows")
+    f = matches[0]
+    if f.repeat_rel is not None:
+        raise errors.bad_request(
+            f"{name!r} is inside a repeat: a report counts submissions, one per row.", field="rows"
+        )
+    if f.sensitivity == "personal":
+        raise errors.bad_request(f"{name!r} is tagged personal data: it cannot be a dimension.", field="rows")
+    return f
+
+
+def _value(f: Field, values: dict[str, str]) -> str | None:
+    return normalise(f, values.get(f.rel))
+
+
+def _choice_dimension(spec: str, f: Field, lang: str | None) -> Dimension:
+    categories = [(c.value, f.choice_label(c.value, lang) or c.value) for c in f.choices]
+    known = {key for key, _ in categories}
+
+    def key_of(_record: SubmissionRecord, values: dict[str, str]) -> str:
+        # A value the form does not list is counted as "(other)", never shown as sent: it came from a
+        # device, not from the form, and could be anything.
+        value = _value(f, values)
+        return MISSING if value is None else value if value in known or not known else OTHER
+
+    return Dimension(spec, f.label(lang) or f.name, categories, key_of)
+
+
+def _band_dimension(spec: str, f: Field, text: str, lang: str | None) -> Dimension:
+    bands: list[tuple[int, int | None]] = []
+    for part in text.split(","):
+        match = _BAND.match(part)
+        if not match:
+            raise errors.bad_request(f"{part!r} is not a band like 18-24 or 25- (open-ended).", field="rows")
+        low, high = int(match.group(1)), int(match.group(2)) if match.group(2) else None
+        if (high is not None and high < low) or (bands and (bands[-1][1] is None or low <= bands[-1][1])):
+            raise errors.bad_request(f"The bands {text!r} must go up without overlapping.", field="rows")
+        bands.append((low, high))
+    labels = [f"{low}+" if high is None else f"{low}-{high}" for low, high in bands]
+
+    def key_of(_record: SubmissionRecord, values: dict[str, str]) -> str:
+        value = _value(f, values)
+        if value is None:
+            return MISSING
+        try:
+            number = int(value)
+        except ValueError:
+            return OTHER
+        for label, (low, high) in zip(labels, bands, strict=True):
+            if number >= low and (high is None or number <= high):
+                return label
+        return OTHER
+
+    return Dimension(spec, f.label(lang) or f.name, [(label, label) for label in labels], key_of)
+
+
+def _period_dimension(spec: str, f: Field | None, unit: str, lang: str | None) -> Dimension:
+    if unit not in PERIODS:
+        raise errors.bad_request(f"{unit!r} is not a period: use month, quarter or year.", field="rows")
+
+    def key_of(record: SubmissionRecord, values: dict[str, str]) -> str:
+        if f is None:
+            return _period_key(record.created_at.astimezone(dt.UTC).date(), unit)
+        value = _value(f, values)
+        if value is None:
+            return MISSING
+        try:
+            return _period_key(dt.date.fromisoformat(value[:10]), unit)
+        except ValueError:
+            return OTHER
+
+    def fill_gaps(seen: set[str]) -> list[tuple[str, str]]:
+        dated = sorted(key for key in seen if key not in (MISSING, OTHER))
+        return [(key, key) for key in _periods_between(dated[0], dated[-1], unit)] if dated else []
+
+    header = f"Received ({unit})" if f is None else f"{f.label(lang) or f.name} ({unit})"
+    return Dimension(spec, header, [], key_of, fill_gaps)
+
+
+def _period_key(day: dt.date, unit: str) -> str:
+    if unit == "year":
+        return f"{day.year}"
+    if unit == "quarter":
+        return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
+    return f"{day.year}-{day.month:02d}"
+
+
+def _periods_between(first: str, last: str, unit: str) -> list[str]:
+    """Every period from ``first`` to ``last`` (keys of ``_period_key``), so that empty ones show as 0."""
+    year, rest = int(first[:4]), first[5:]
+    step = {"year": 1, "quarter": 3, "month": 1}[unit]
+    month = 1 if unit == "year" else (int(rest[1:]) - 1) * 3 + 1 if unit == "quarter" else int(rest)
+    out: list[str] = []
+    while True:
+        key = _period_key(dt.date(year, month, 1), unit)
+        out.append(key)
+        if key >= last or len(out) > 10_000:
+            return out
+        if unit == "year":
+            year += 1
+        else:
+            month += step
+            year, month = year + (month - 1) // 12, (month - 1) % 12 + 1
+
+
+# ----------------------------------------------------------------------------------------- counting
+
+
+def build_report(session: Session, form: Form, schema: FormSchema, request: ReportRequest) -> Report:
+    """Count, lay out and suppress. Streams the submissions; holds only the counts."""
+    if not request.rows:
+        raise errors.bad_request("Name at least one question to count by (rows).", field="rows")
+    row_dims = [parse_dimension(schema, spec, request.lang) for spec in request.rows]
+    col_dim = parse_dimension(schema, request.cols, request.lang) if request.cols else None
+    counts: Counter[tuple[tuple[str, ...], str]] = Counter()
+    not_counted: Counter[str] = Counter()
+    for record in iter_submissions(session, form, request.filters):
+        if record.encrypted:
+            not_counted["encrypted submissions (their answers cannot be read)"] += 1
+            continue
+        try:
+            values = next(flatten(record.xml, schema.by_rel, record.instance_id)).values
+        except UnreadableXml:
+            not_counted["submissions whose XML cannot be read"] += 1
+            continue
+        row_key = tuple(d.key_of(record, values) for d in row_dims)
+        counts[row_key, col_dim.key_of(record, values) if col_dim else ""] += 1
+    return _layout(form, schema, request, row_dims, col_dim, counts, dict(not_counted))
+
+
+def _layout(
+    form: Form,
+    schema: FormSchema,
+    request: ReportRequest,
+    row_dims: list[Dimension],
+    col_dim: Dimension | None,
+    counts: Counter[tuple[tuple[str, ...], str]],
+    not_counted: dict[str, int],
+) -> Report:
+    per_dim = [dim.ordered({key[0][i] for key in counts}) for i, dim in enumerate(row_dims)]
+    if len(row_dims) == 1:
+        # One question: every category is a row, so that a donor sees the zeros too.
+        row_keys = [(key,) for key, _ in per_dim[0]]
+    else:
+        # Several: only the combinations that occur (a zero row would show nothing more).
+        rank = [{key: i for i, (key, _) in enumerate(cats)} for cats in per_dim]
+        seen = {key[0] for key in counts}
+        row_keys = sorted(seen, key=lambda keys: tuple(rank[i][k] for i, k in enumerate(keys)))
+    labels = [dict(cats) for cats in per_dim]
+    row_labels = [[labels[i][k] for i, k in enumerate(keys)] for keys in row_keys]
+    cols = col_dim.ordered({key[1] for key in counts}) if col_dim else [("", "Count")]
+    grid = [[counts[keys, col] for col, _ in cols] for keys in row_keys]
+    totals = [sum(line[c] for line in grid) for c in range(len(cols))]
+    grid.append(totals)
+    if col_dim:
+        grid = [[*line, sum(line)] for line in grid]
+        hidden = suppress_grid(grid, request.min_cell)
+    else:
+        rows_hidden, total_hidden = suppress_column(
+            [line[0] for line in grid[:-1]], totals[0], request.min_cell
+        )
+        hidden = {(r, 0) for r in rows_hidden} | ({(len(grid) - 1, 0)} if total_hidden else set())
+    primary = sum(0 < value < request.min_cell for line in grid for value in line)
+    return Report(
+        form_id=form.xml_form_id,
+        versions=schema.versions,
+        request=request,
+        row_headers=[d.header for d in row_dims],
+        row_labels=row_labels,
+        col_header=col_dim.header if col_dim else None,
+        col_labels=[label for _, label in cols] if col_dim else [],
+        grid=grid,
+        hidden=hidden,
+        primary=primary,
+        not_counted=not_counted,
+    )
+
+
+def record_report(
+    session: Session, form: Form, request: ReportRequest, fmt: str, actor: User | AppUser | None, via: str
+) -> None:
+    audit.record(
+        session,
+        AUDIT_ACTION,
+        actor=actor,
+        project_id=form.project_id,
+        target_type="form",
+        target_id=form.xml_form_id,
+        format=fmt,
+        via=via,
+        **request.describe(),
+    )
