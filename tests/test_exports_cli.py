@@ -173,3 +173,24 @@ def test_bad_input_gets_one_clear_line(
     assert result.returncode == 1, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("name", "rows", "dimensions", "cols"),
+    [
+        ("safety_concerns", "region,district,category", 3, "respondent_sex"),
+        ("youth_consultation", "region,age:14-17,18-24,25-", 2, "sex"),
+        ("focus_group", "region,fg_date:quarter", 2, "venue"),
+    ],
+)
+def test_donor_report_of_each_mission_form(store: AppEnv, run_cli: RunCli, tmp_path: Path, name: str,
+                                           rows: str, dimensions: int, cols: str) -> None:  # fmt: skip
+    out = tmp_path / f"{name}-report.csv"
+    result = run_cli(store, "report", name, "--project", "Mission", "--rows", rows, "--cols", cols,
+                     "--lang", "tg", "-o", str(out))  # fmt: skip
+    assert f"({COUNT} submissions," in result.stdout
+    table = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8").split("\n\n")[0])))
+    assert table[-1][0] == "Total" and len(table[0]) > dimensions + 2
+    # Four submissions: every non-zero count is below k, the grand total too, so none of them is shown.
+    assert all(cell in ("0", "[c]") for line in table[1:] for cell in line[dimensions:])
+    assert table[-1][-1] == "[c]" and sum(line.count("[c]") for line in table) >= 2
