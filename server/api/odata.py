@@ -46,8 +46,7 @@ from server.api import api
 from server.api.odata_rows import Record, Row, RowFilter, Shaper, parse_select
 from server.api.odata_schema import Table, Tree, edmx
 from server.api.submissions import FormAccess, form_access, shown_identity
-from server.datasets import STREAM_BATCH, Filters
-from server.datasets import _query as dataset_query
+from server.datasets import STREAM_BATCH, Filters, submissions_query
 from server.datasets import odata_filter as of
 from server.datasets.export import AUDIT_ACTION as EXPORT_ACTION
 from server.datasets.redact import Access
@@ -381,7 +380,7 @@ def odata_table_rows(project_id: int, xml_form_id: str, resource: str) -> Respon
     shaper = Shaper(tree, target.table, fa.access, options.wkt, options.expand, select_)
     row_filter = RowFilter(options.filter, tree, target.table, fa.access)
     pushed = of.pushdown(options.filter, on_root=target.table.parent is None)
-    base = dataset_query(fa.form, fa.project, ODATA_FILTERS)
+    base = submissions_query(fa.form, fa.project, ODATA_FILTERS)
     for clause in pushed.clauses:
         base = base.where(clause)
     if target.instance_id is not None:

@@ -50,6 +50,7 @@ __all__ = [
     "iter_submissions",
     "parse_bound",
     "redact_value",
+    "submissions_query",
 ]
 
 
@@ -127,7 +128,9 @@ class SubmissionRecord:
     edits: int
 
 
-def _query(form: Form, project: Project, filters: Filters) -> Select[Any]:
+def submissions_query(form: Form, project: Project, filters: Filters) -> Select[Any]:
+    """The statement behind :func:`iter_submissions` (one row per submission, its current version, oldest
+    first), for callers that add conditions of their own (OData pushes ``$filter`` clauses into it)."""
     current = aliased(SubmissionVersion)
     other = aliased(SubmissionVersion)
     present = (
@@ -224,7 +227,7 @@ def iter_submissions(
             select(FormVersion.id, FormVersion.version).where(FormVersion.form_id == form.id)
         ).all()
     )
-    result = _stream(session, _query(form, project, filters))
+    result = _stream(session, submissions_query(form, project, filters))
     for row in result:
         (sid, iid, created, updated, state, deleted_at, vid, viid, xml, enc, fvid, device, app_user_id,
          user_id, app_user_name, user_name, present, expected, versions) = row  # fmt: skip
