@@ -37,7 +37,6 @@ from flask import Response, current_app, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.datastructures import FileStorage, MultiDict
-from werkzeug.formparser import FormDataParser
 
 from server import db, errors, openrosa_replies
 from server.blobs import StagedBlob
@@ -47,6 +46,7 @@ from server.ingest.group_commit import committer_for
 from server.ingest.parse import ParsedSubmission, check_attachment_name, parse_submission
 from server.models import AppUser, Blob, Form, FormMedia, FormState, FormVersion, Source
 from server.openrosa import openrosa
+from server.openrosa.multipart_body import read_multipart
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ INCOMPLETE_PART = "*isIncomplete*"
 SPOOL_IN_MEMORY = 512 * 1024
 # Collect sends at most 100 files per request, plus the XML and *isIncomplete*.
 MAX_PARTS = 1000
-TEXT_PART_FLOOR = 1024 * 1024
 DEVICE_ID_MAX = 255
 
 KEY = "/key/<token>/projects/<int:project_id>"
@@ -244,14 +243,9 @@ def _spool_dir() -> Path:
     return path
 
 
-def _spooled_file(
-    total_content_length: int | None,
-    content_type: str | None,
-    filename: str | None,
-    content_length: int | None = None,
-) -> IO[bytes]:
-    """Where werkzeug writes a file part: memory while small, then an unnamed file in the data dir
-    (not /tmp, which may be a RAM disk), gone by itself when closed or when the process dies."""
+def _spooled_file() -> IO[bytes]:
+    """Where a file part is written: memory while small, then an unnamed file in the data dir (not /tmp,
+    which may be a RAM disk), gone by itself when closed or when the process dies."""
     return tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, mode="w+b", dir=_spool_dir())  # type: ignore[return-value]
 
 
@@ -260,21 +254,14 @@ def _read_body() -> tuple[MultiDict[str, str], MultiDict[str, FileStorage]]:
         raise errors.bad_request(
             "A submission is sent as multipart/form-data with an xml_submission_file part."
         )
-    parser = FormDataParser(
-        stream_factory=_spooled_file,
-        # Text parts (an XML sent without a filename) are held in memory up to this size. werkzeug also
-        # applies it to its read buffer, so it may not go below one read (64 KB): keep a 1 MB floor.
-        max_form_memory_size=max(_settings().max_xml_bytes, TEXT_PART_FLOOR),
-        max_form_parts=MAX_PARTS,
-        silent=False,
+    return read_multipart(
+        request.stream,
+        request.mimetype_params.get("boundary", ""),
+        new_file=_spooled_file,
+        # An XML sent as a text part (without a filename) is held in memory up to the XML limit.
+        text_limit=_settings().max_xml_bytes,
+        max_parts=MAX_PARTS,
     )
-    try:
-        _stream, form, files = parser.parse(
-            request.stream, request.mimetype, request.content_length, request.mimetype_params
-        )
-    except ValueError:
-        raise errors.bad_request("The multipart body could not be read (cut short or malformed).") from None
-    return form, files
 
 
 def _xml_bytes(form: MultiDict[str, str], files: MultiDict[str, FileStorage]) -> bytes:
