@@ -24,11 +24,12 @@ import time
 from urllib.parse import unquote, urlsplit
 
 from flask import current_app, request
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from server import audit, db, errors
 from server.auth import token_sha256
+from server.ingest.reconcile import FormTarget
 from server.models import AppUser, Form, FormAssignment, FormState, Project, User, utcnow
 
 NONCE_LIFETIME_SECONDS = 300
@@ -145,11 +146,14 @@ def find_app_user(session: Session, project: Project, ref: str | int) -> AppUser
     return found
 
 
+# Run on every submission and form list: prebuilt Core statements, no ORM objects.
+_ASSIGNED = select(FormAssignment.form_id).where(FormAssignment.app_user_id == bindparam("app_user_id"))
+_BY_TOKEN = select(*AppUser.__table__.columns).where(AppUser.token_sha256 == bindparam("sha256"))
+
+
 def _assigned(session: Session, app_user: AppUser) -> set[int] | None:
     """The form ids assigned to the app user, or None when it has no assignment (it sees every form)."""
-    ids = set(
-        session.scalars(select(FormAssignment.form_id).where(FormAssignment.app_user_id == app_user.id))
-    )
+    ids = set(session.connection().scalars(_ASSIGNED, {"app_user_id": app_user.id}))
     return ids or None
 
 
@@ -169,14 +173,15 @@ def visible_forms(session: Session, app_user: AppUser) -> list[Form]:
     return [f for f in forms if assigned is None or f.id in assigned]
 
 
-def may_submit(session: Session, app_user: AppUser, form: Form) -> bool:
-    """Same project, not revoked, assigned (or no assignments) and the form not closed."""
-    if app_user.revoked_at is not None or form.project_id != app_user.project_id:
+def may_submit(session: Session, app_user: AppUser, target: FormTarget, project_id: int) -> bool:
+    """Same project, not revoked, assigned (or no assignments) and the form not closed. ``target`` is what
+    ``find_target`` found in ``project_id`` (a form that is not deleted)."""
+    if app_user.revoked_at is not None or project_id != app_user.project_id:
         return False
-    if form.state == FormState.CLOSED or form.deleted_at is not None:
+    if target.state == FormState.CLOSED:
         return False
     assigned = _assigned(session, app_user)
-    return assigned is None or form.id in assigned
+    return assigned is None or target.form_id in assigned
 
 
 def has_assignments(session: Session, form: Form) -> bool:
@@ -200,11 +205,14 @@ def authenticate_device(project_id: int, token: str | None) -> AppUser:
 
 
 def _by_token(project_id: int, token: str) -> AppUser:
-    app_user = db.session().scalar(select(AppUser).where(AppUser.token_sha256 == token_sha256(token)))
-    if app_user is None:
+    row = db.session().connection().execute(_BY_TOKEN, {"sha256": token_sha256(token)}).first()
+    if row is None:
         raise errors.unauthenticated(
             "This server does not know this device's key: scan the project's QR code again."
         )
+    # A detached copy of the row, read and never added to a session (no relationship points at AppUser):
+    # loading it as an ORM object cost more than the rest of a HEAD request.
+    app_user = AppUser(**row._mapping)
     if app_user.revoked_at is not None:
         raise errors.forbidden(REVOKED_MESSAGE)
     if app_user.project_id != project_id:

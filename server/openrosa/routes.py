@@ -86,10 +86,10 @@ def _visible_forms(app_user: AppUser) -> list[Form]:
     return list(devices.visible_forms(db.session(), app_user))
 
 
-def _may_submit(app_user: AppUser, form: Form) -> bool:
+def _may_submit(app_user: AppUser, target: FormTarget, project_id: int) -> bool:
     from server import devices
 
-    return bool(devices.may_submit(db.session(), app_user, form))
+    return devices.may_submit(db.session(), app_user, target, project_id)
 
 
 def _listed_form(app_user: AppUser, xml_form_id: str) -> tuple[Form, FormVersion]:
@@ -296,8 +296,7 @@ def _submit(project_id: int, token: str | None) -> Response:
         attachments = _attachment_parts(files)
         # Which form version (404 unknown, 409 closed), then whether this device may send to it (403).
         target = find_target(db.session(), project_id, parsed, Source.DEVICE)
-        form = db.session().get(Form, target.form_id)
-        if form is None or not _may_submit(app_user, form):
+        if not _may_submit(app_user, target, project_id):
             raise errors.forbidden(f"This device may not send submissions to the form {parsed.form_id!r}.")
         result = _ingest_staged(project_id, app_user, parsed, target, attachments, form_parts)
     finally:
