@@ -88,8 +88,7 @@ class Database:
         try:
             yield session
         finally:
-            session.rollback()
-            session.close()
+            session.close()  # rolls back: nothing read here is ever committed
 
     def committed_blobs(self, shas: Iterable[str]) -> set[str]:
         wanted = list(shas)
@@ -173,5 +172,4 @@ def write_request(view: Callable[P, R]) -> Callable[P, R]:
 def _close_request_session(_exc: BaseException | None) -> None:
     sess = g.pop("db_session", None)
     if sess is not None:
-        sess.rollback()
-        sess.close()
+        sess.close()  # ends its transaction with a rollback: a request's read session never commits
