@@ -192,13 +192,12 @@ def _upload_blobs(s: Session, shas: Sequence[str], report: PushReport) -> None:
 
 
 def upload_blob(s: Session, sha256: str, size: int, bar: tqdm[Any] | None = None) -> int:
-    """Upload one blob from where central says it stands; returns the bytes of content sent."""
-    if size <= s.config.chunk_bytes:
-        # One chunk: open and send in one request (a cut re-sends at most this chunk anyway).
-        state = {"offset": 0, "complete": False}
-    else:
-        state = s.client.post("/v1/sync/uploads", json={"sha256": sha256, "size": size})
-    offset, sent = int(state["offset"]), 0
+    """Upload one blob from where central says it stands; returns the bytes of content sent.
+
+    A chunk cut by the link is not sent again from its start: central keeps what arrived, so the
+    next attempt asks where the upload stands and goes on from there."""
+    state = _open_upload(s, sha256, size)
+    offset, sent, cuts = int(state["offset"]), 0, 0
     if bar is not None:
         bar.update(offset)
     while not state["complete"]:
@@ -217,20 +216,43 @@ def upload_blob(s: Session, sha256: str, size: int, bar: tqdm[Any] | None = None
                 params={"offset": offset, "size": size},
                 data=chunk,
                 headers={"Content-Type": "application/octet-stream"},
+                retry=False,
             )
             sent += len(chunk)
-            if bar is not None:
-                bar.update(int(state["offset"]) - offset)
         except CentralRefused as refused:
             if refused.code != OFFSET_MISMATCH:
                 raise
             # The previous attempt did arrive (its answer was lost) or central knows better: go on from there.
             state = s.client.get(f"/v1/sync/uploads/{sha256}")
-            if bar is not None:
-                bar.update(int(state["offset"]) - offset)
+        except SyncError as failed:
+            if failed.exit_code != ExitCode.UNREACHABLE or cuts >= s.config.retries:
+                raise
+            cuts += 1
+            s.client.traffic.retries += 1
+            s.client.sleep(s.client.backoff(cuts - 1))
+            state = _resume_upload(s, sha256, size)
+        if bar is not None:
+            bar.update(int(state["offset"]) - offset)
         offset = int(state["offset"])
     s.ledger.blob_confirmed(sha256)
     return sent
+
+
+def _open_upload(s: Session, sha256: str, size: int) -> dict[str, Any]:
+    if size <= s.config.chunk_bytes:
+        # One chunk: the PUT opens the upload itself (one request instead of two on a slow link).
+        return {"offset": 0, "complete": False}
+    return s.client.post("/v1/sync/uploads", json={"sha256": sha256, "size": size})  # type: ignore[no-any-return]
+
+
+def _resume_upload(s: Session, sha256: str, size: int) -> dict[str, Any]:
+    """Where an upload stands after a cut; opened again when nothing of it had arrived."""
+    try:
+        return s.client.get(f"/v1/sync/uploads/{sha256}")  # type: ignore[no-any-return]
+    except CentralRefused as refused:
+        if refused.status != 404:
+            raise
+        return _open_upload(s, sha256, size)
 
 
 def _send(s: Session, project_id: int, items: list[HubItem], report: PushReport) -> list[HubItem]:

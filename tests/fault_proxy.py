@@ -8,10 +8,12 @@ replayed. Counters say how many bytes went each way and how many faults were act
 from __future__ import annotations
 
 import contextlib
+import queue
 import random
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 
@@ -117,12 +119,14 @@ class FaultProxy:
     ) -> None:
         moved = 0
         try:
-            while True:
-                data = src.recv(16384)
-                if not data:
-                    break
+            for arrived, data in self._pieces(src):
                 if self.faults.delay:
-                    time.sleep(self.faults.delay)
+                    # One-way latency: a piece leaves ``delay`` after it came in. Pieces are read as they
+                    # come (a reader thread stamps them), so a piece that queued behind the rate limit has
+                    # already waited that long: latency does not make the link narrower.
+                    wait = arrived + self.faults.delay - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
                 if limit is not None and moved + len(data) > limit:
                     part = data[: limit - moved]
                     if part:
@@ -140,6 +144,29 @@ class FaultProxy:
                 _close(sock)
             with self._lock:
                 self._open.difference_update(pair)
+
+    def _pieces(self, src: socket.socket) -> Iterator[tuple[float, bytes]]:
+        """(arrival time, bytes) of what ``src`` sends, until it closes. Without a delay or a rate, read
+        directly; with one, a reader thread takes the bytes as they come, like the sender's side of a
+        slow link holding what it has not sent yet."""
+        if not (self.faults.delay or self.faults.rate_bps):
+            while data := src.recv(16384):
+                yield time.monotonic(), data
+            return
+        pieces: queue.SimpleQueue[tuple[float, bytes] | None] = queue.SimpleQueue()
+
+        def read() -> None:
+            try:
+                while data := src.recv(16384):
+                    pieces.put((time.monotonic(), data))
+            except OSError:
+                pass
+            finally:
+                pieces.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+        while (piece := pieces.get()) is not None:
+            yield piece
 
     def _send_paced(self, dst: socket.socket, data: bytes) -> None:
         if not self.faults.rate_bps:

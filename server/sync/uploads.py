@@ -5,7 +5,9 @@ here), then appends chunks, each with the offset it starts at. A chunk is writte
 file *before* the database transaction opens (a slow link must not hold the write lock), then appended
 to ``DATA_DIR/sync-uploads/<hub>-<sha256>.part`` and the confirmed offset committed in one short
 transaction. When the last byte arrives the file's sha256 is checked and it becomes an ordinary blob.
-A cut loses at most the chunk in flight: the next attempt asks for the offset and continues there.
+A chunk cut short by the link is kept as far as it arrived (its bytes are a prefix of what the hub
+sent, and the whole file's sha256 is checked at the end): the next attempt asks for the offset and
+continues there, so a cut costs only the bytes that were still on the way.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import ClientDisconnected
 
 from server import audit, errors
 from server.db import Database
@@ -90,16 +93,19 @@ def status(session: Session, hub: Hub, sha256: str) -> UploadState:
     return UploadState(sha256, upload.size, upload.received, False)
 
 
-def _receive(stream: BinaryIO, target: Path, limit: int) -> int:
-    """Copy the request body to ``target``; at most ``limit`` bytes."""
+def _receive(stream: BinaryIO, target: Path, limit: int) -> tuple[int, bool]:
+    """Copy the request body to ``target`` (at most ``limit`` bytes): (bytes, whether the body was cut)."""
     size = 0
     with target.open("wb") as out:
-        while chunk := stream.read(COPY):
-            size += len(chunk)
-            if size > limit:
-                raise errors.too_large(limit)
-            out.write(chunk)
-    return size
+        try:
+            while chunk := stream.read(COPY):
+                size += len(chunk)
+                if size > limit:
+                    raise errors.too_large(limit)
+                out.write(chunk)
+        except ClientDisconnected:
+            return size, True
+    return size, False
 
 
 def _sha256_of(path: Path) -> str:
@@ -129,7 +135,9 @@ def append(
     chunk = folder / f"{hub_id}-{sha256}.{uuid.uuid4().hex}.chunk"
     corrupt = False
     try:
-        length = _receive(body, chunk, limit)
+        length, cut = _receive(body, chunk, limit)
+        if cut and length == 0:
+            raise errors.bad_request("The chunk was cut before any of it arrived.")
         with database.write() as writer:
             session = writer.session
             hub = session.get(Hub, hub_id)
@@ -170,31 +178,39 @@ def append(
                 os.fsync(out.fileno())
             upload.received = offset + length
             upload.updated_at = utcnow()
-            if upload.received < upload.size:
-                return UploadState(sha256, upload.size, upload.received, False)
-            session.delete(upload)
-            if _sha256_of(part) != sha256:
-                corrupt = True  # commit the deletion, then refuse
+            partial = upload.received < upload.size
+            if partial:
+                state = UploadState(sha256, upload.size, upload.received, False)
             else:
-                with part.open("rb") as fh:
-                    writer.store_stream(fh)
-                audit.record(
-                    session,
-                    "sync.blob",
-                    target_type="hub",
-                    target_id=hub.id,
-                    hub=hub.name,
-                    sha256=sha256,
-                    size=upload.size,
-                )
-            size = upload.size
+                session.delete(upload)
+                corrupt = _sha256_of(part) != sha256  # if so: commit the deletion, then refuse
+                if not corrupt:
+                    with part.open("rb") as fh:
+                        writer.store_stream(fh)
+                    audit.record(
+                        session,
+                        "sync.blob",
+                        target_type="hub",
+                        target_id=hub.id,
+                        hub=hub.name,
+                        sha256=sha256,
+                        size=upload.size,
+                    )
+                state = UploadState(sha256, upload.size, upload.size, True)
+        if partial and cut:  # what arrived is committed; nobody is listening for this answer
+            raise errors.bad_request(
+                f"The chunk was cut short; central kept what arrived: continue from byte {state.received}.",
+                offset=state.received,
+            )
+        if partial:
+            return state
         _part(data_dir, hub, sha256).unlink(missing_ok=True)
         if corrupt:
             raise errors.unprocessable(
                 "The uploaded bytes do not match their sha256; the upload was discarded, start it again.",
                 sha256=sha256,
             )
-        return UploadState(sha256, size, size, True)
+        return state
     finally:
         with contextlib.suppress(FileNotFoundError):
             chunk.unlink()
