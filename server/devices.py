@@ -106,6 +106,7 @@ def rotate_token(session: Session, app_user: AppUser, actor: User | None = None)
         raise errors.conflict("This app user is revoked; create a new one.")
     token = secrets.token_urlsafe(48)
     app_user.token_sha256 = token_sha256(token)
+    _head_trusted.clear()  # this process stops trusting the old token at once; others within seconds
     audit.record(
         session,
         "app_user.rotate",
@@ -120,6 +121,7 @@ def rotate_token(session: Session, app_user: AppUser, actor: User | None = None)
 def revoke_app_user(session: Session, app_user: AppUser, actor: User | None = None) -> None:
     if app_user.revoked_at is None:
         app_user.revoked_at = utcnow()
+        _head_trusted.clear()
         audit.record(
             session,
             "app_user.revoke",
@@ -202,6 +204,30 @@ def authenticate_device(project_id: int, token: str | None) -> AppUser:
     if auth is not None and auth.type == "basic":
         return _by_basic(project_id, auth.username or "", auth.password or "")
     return _by_digest(project_id)
+
+
+# HEAD /submission only asks "may I send?" before every POST, and the POST checks the token again in the
+# database. So a HEAD may trust a token the database accepted for this project in the last few seconds:
+# a device revoked meanwhile gets a 204 to its HEAD and its POST is refused, as it must be.
+HEAD_TRUST_SECONDS = 10.0
+_HEAD_TRUST_MAX = 10_000
+_head_trusted: dict[tuple[str, int], float] = {}
+
+
+def check_device_for_head(project_id: int, token: str | None) -> None:
+    """Authenticate a HEAD /submission: as :func:`authenticate_device`, but a token accepted moments ago
+    for this project is trusted without asking the database again."""
+    if token is None:
+        authenticate_device(project_id, token)
+        return
+    key = (token_sha256(token), project_id)
+    now = time.monotonic()
+    if _head_trusted.get(key, 0.0) > now:
+        return
+    _by_token(project_id, token)
+    if len(_head_trusted) >= _HEAD_TRUST_MAX:
+        _head_trusted.clear()
+    _head_trusted[key] = now + HEAD_TRUST_SECONDS
 
 
 def _by_token(project_id: int, token: str) -> AppUser:

@@ -14,7 +14,7 @@ import requests
 from server import devices
 from server.models import AppUser
 from server.projects import find_project
-from tests.conftest import AppEnv, LiveServer, ServerProcess, serve_in_thread
+from tests.conftest import AppEnv, LiveServer, RunCli, ServerProcess, serve_in_thread
 from tests.digest_client import CollectDigestAuth
 from tests.openrosa_setup import digest_url, key_url, make_device, make_project, publish_xform, small_xform
 
@@ -67,11 +67,28 @@ def test_rotated_revoked_and_foreign_tokens_are_refused(live_server: LiveServer,
     assert "WWW-Authenticate" not in old.headers  # a token URL never asks Collect for a password
     assert requests.get(f"{key_url(live_server.url, new_token, project)}/formList", timeout=10).ok
 
+    submission = f"{key_url(live_server.url, new_token, project)}/submission"
+    assert requests.head(submission, timeout=10).status_code == 204  # now trusted for HEADs a few seconds
     with live_server.app.app_context(), database.write() as w:
         devices.revoke_app_user(w.session, w.session.get(AppUser, app_user_id))
     revoked = requests.get(f"{key_url(live_server.url, new_token, project)}/formList", timeout=10)
     assert revoked.status_code == 403 and "revoked" in revoked.text
     assert revoked.headers["X-OpenRosa-Version"] == "1.0"
+    assert requests.head(submission, timeout=10).status_code == 403  # revoked here: forgotten at once
+
+
+def test_a_device_revoked_by_another_process_cannot_submit(
+    live_server: LiveServer, module_env: AppEnv, run_cli: RunCli, project: int
+) -> None:
+    app_user_id, token = make_device(live_server.app, project, name="Tablet revoked elsewhere")
+    submission = f"{key_url(live_server.url, token, project)}/submission"
+    assert requests.head(submission, timeout=10).status_code == 204
+    run_cli(module_env, "app-user", "revoke", str(app_user_id), "--project", str(project))
+    # The server may still answer this HEAD from the last few seconds' trust (HEAD_TRUST_SECONDS)...
+    assert requests.head(submission, timeout=10).status_code in (204, 403)
+    # ...but the POST always asks the database.
+    post = requests.post(submission, files={"xml_submission_file": ("s.xml", b"<data/>")}, timeout=10)
+    assert post.status_code == 403 and "revoked" in post.text
 
 
 def test_digest_as_collect_does_it(live_server: LiveServer, project: int) -> None:

@@ -228,7 +228,9 @@ def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
 
 
 def _head(project_id: int, token: str | None) -> Response:
-    _device(project_id, token)
+    from server import devices
+
+    devices.check_device_for_head(project_id, token)
     return openrosa_replies.submission_head()
 
 
