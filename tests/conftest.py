@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
@@ -28,6 +28,9 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from server import create_app, migrate
 from server.config import load_settings
 from server.db import Database
+
+if TYPE_CHECKING:
+    from tests.test_sync_support import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMS_DIR = ROOT / "forms"
@@ -171,6 +174,17 @@ def live_server(app: Flask) -> Iterator[LiveServer]:
     """The module's app behind a real HTTP server on a free loopback port."""
     live, stop = serve_in_thread(app)
     yield live
+    stop()
+
+
+@pytest.fixture
+def central(make_env: Callable[[], AppEnv]) -> Iterator[tuple[Store, LiveServer]]:
+    """A central server for the sync tests, on a fresh store of this run's database: (store, server)."""
+    from tests.test_sync_support import Store  # it imports this module
+
+    store = Store(make_env())
+    live, stop = serve_in_thread(store.app)
+    yield store, live
     stop()
 
 

@@ -4,15 +4,14 @@ a tampered, foreign or revoked bundle is refused with a clear message."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from server.models import Hub, SubmissionVersion
 from server.sync import keys
-from tests.conftest import AppEnv, LiveServer, serve_in_thread
+from tests.conftest import AppEnv, LiveServer
 from tests.test_sync_support import (
     Store,
     form_xml,
@@ -23,14 +22,6 @@ from tests.test_sync_support import (
     sqlite_env,
     sync_env,
 )
-
-
-@pytest.fixture
-def central(make_env: Callable[[], AppEnv]) -> Iterator[tuple[Store, LiveServer]]:
-    store = Store(make_env())
-    live, stop = serve_in_thread(store.app)
-    yield store, live
-    stop()
 
 
 def test_bundle_round_trip_and_refusals(

@@ -4,12 +4,11 @@ central; drafts reported and never sent; a second pull skips what is there."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import AppEnv, LiveServer, serve_in_thread
+from tests.conftest import LiveServer
 from tests.test_sync_support import (
     Store,
     form_xml,
@@ -57,14 +56,6 @@ def _tablet(top: Path, layout: str, n: int, *, drafts: int = 0, with_db: bool = 
         con.commit()
         con.close()
     return ids
-
-
-@pytest.fixture
-def central(make_env: Callable[[], AppEnv]) -> Iterator[tuple[Store, LiveServer]]:
-    store = Store(make_env())
-    live, stop = serve_in_thread(store.app)
-    yield store, live
-    stop()
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))

@@ -4,24 +4,14 @@ byte (Collect compares md5 hashes), and a hub can fetch form media but never a s
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
 import requests
 from sqlalchemy import select
 
 from server.models import Form, FormVersion, Project
-from tests.conftest import AppEnv, LiveServer, serve_in_thread
+from tests.conftest import LiveServer
 from tests.test_sync_support import FORM_ID, Store, form_xml, run_sync, sqlite_env, sync_env
-
-
-@pytest.fixture
-def central(make_env: Callable[[], AppEnv]) -> Iterator[tuple[Store, LiveServer]]:
-    store = Store(make_env())
-    live, stop = serve_in_thread(store.app)
-    yield store, live
-    stop()
 
 
 def _hub_forms(hub: Store) -> dict[str, tuple[str, str, list[str], dict[str, str | None]]]:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from server.models import AuditEvent, Blob, SubmissionVersion, SyncReceipt
-from tests.conftest import AppEnv, LiveServer, serve_in_thread
+from tests.conftest import LiveServer
 from tests.test_sync_support import (
     FORM_ID,
     Store,
@@ -23,14 +21,6 @@ from tests.test_sync_support import (
     sqlite_env,
     sync_env,
 )
-
-
-@pytest.fixture
-def central(make_env: Callable[[], AppEnv]) -> Iterator[tuple[Store, LiveServer]]:
-    store = Store(make_env())
-    live, stop = serve_in_thread(store.app)
-    yield store, live
-    stop()
 
 
 def test_push_sends_what_central_lacks_and_proves_it(
