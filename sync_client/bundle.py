@@ -38,20 +38,33 @@ def _ledger(config: SyncConfig) -> Ledger:
     return Ledger(config.ledger_path, config.central_url)
 
 
+def _central_key(
+    configured: str, ledger: Ledger, pinned_as: str, what: str, setting: str, hint: str = ""
+) -> str:
+    """One of central's public keys: as configured, else as pinned by an earlier run with central."""
+    key = configured or (ledger.pinned() or {}).get(pinned_as)
+    if not key:
+        raise SyncError(
+            f"central's {what} is not known here: set {setting} (printed by `sarhad hub create`){hint}",
+            ExitCode.USAGE,
+        )
+    return str(key)
+
+
 def export_bundle(config: SyncConfig, path: Path) -> ExportReport:
     config.require("token", "hub_data_dir")
     assert config.hub_data_dir is not None
     ledger = _ledger(config)
     store = HubStore(config.hub_data_dir, config.hub_database_url)
     try:
-        pinned = ledger.pinned() or {}
-        central_key = config.central_bundle_key or pinned.get("bundleKey")
-        if not central_key:
-            raise SyncError(
-                "central's bundle key is not known here: set SARHAD_SYNC_CENTRAL_BUNDLE_KEY (printed by "
-                "`sarhad hub create`), or run pull-forms once while central is reachable",
-                ExitCode.USAGE,
-            )
+        central_key = _central_key(
+            config.central_bundle_key,
+            ledger,
+            "bundleKey",
+            "bundle key",
+            "SARHAD_SYNC_CENTRAL_BUNDLE_KEY",
+            ", or run pull-forms once while central is reachable",
+        )
         confirmed = {(k.xml_form_id, k.instance_id, k.sha256): v[0] for k, v in ledger.confirmed().items()}
         items = [
             i
@@ -121,14 +134,9 @@ def read_receipt(config: SyncConfig, receipt_path: Path) -> dict[str, int]:
     assert config.hub_data_dir is not None
     store = HubStore(config.hub_data_dir, config.hub_database_url)
     try:
-        pinned = ledger.pinned() or {}
-        key = config.central_signing_key or pinned.get("signingKey")
-        if not key:
-            raise SyncError(
-                "central's signing key is not known here: set SARHAD_SYNC_CENTRAL_SIGNING_KEY (printed by "
-                "`sarhad hub create`)",
-                ExitCode.USAGE,
-            )
+        key = _central_key(
+            config.central_signing_key, ledger, "signingKey", "signing key", "SARHAD_SYNC_CENTRAL_SIGNING_KEY"
+        )
         if not keys.verify_signature(key, str(signed.get("signature", "")), wire.canonical_json(body)):
             raise SyncError(
                 "the receipt does not carry central's valid signature; nothing was marked", ExitCode.ERROR
