@@ -11,9 +11,9 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import Session
 
 from server.blobs import BlobStore
@@ -69,54 +69,22 @@ class HubStore:
     def items(self) -> list[HubItem]:
         """Every version (in the order the hub accepted them), then every kept conflict."""
         with self._session() as session:
-            versions = session.execute(
-                select(
-                    SubmissionVersion.id,
-                    Project.name,
-                    Form.xml_form_id,
-                    SubmissionVersion.instance_id,
-                    SubmissionVersion.sha256,
-                    SubmissionVersion.deprecated_id,
-                    SubmissionVersion.device_id,
-                    SubmissionVersion.user_agent,
-                    SubmissionVersion.received_at,
-                )
-                .join(Form, Form.id == SubmissionVersion.form_id)
-                .join(Project, Project.id == Form.project_id)
-                .order_by(SubmissionVersion.id)
-            ).all()
-            files: dict[int, dict[str, str]] = defaultdict(dict)
-            for version_id, name, sha in session.execute(
+            versions = _held(session, SubmissionVersion)
+            files = _files(
+                session,
                 select(
                     SubmissionAttachment.version_id,
                     SubmissionAttachment.name,
                     SubmissionAttachment.blob_sha256,
-                ).where(SubmissionAttachment.blob_sha256.is_not(None))
-            ):
-                files[version_id][name] = sha
-            conflicts = session.execute(
-                select(
-                    Conflict.id,
-                    Project.name,
-                    Form.xml_form_id,
-                    Conflict.instance_id,
-                    Conflict.sha256,
-                    Conflict.deprecated_id,
-                    Conflict.device_id,
-                    Conflict.user_agent,
-                    Conflict.received_at,
-                )
-                .join(Form, Form.id == Conflict.form_id)
-                .join(Project, Project.id == Form.project_id)
-                .order_by(Conflict.id)
-            ).all()
-            kept: dict[int, dict[str, str]] = defaultdict(dict)
-            for conflict_id, name, sha in session.execute(
+                ).where(SubmissionAttachment.blob_sha256.is_not(None)),
+            )
+            conflicts = _held(session, Conflict)
+            kept = _files(
+                session,
                 select(
                     ConflictAttachment.conflict_id, ConflictAttachment.name, ConflictAttachment.blob_sha256
-                )
-            ):
-                kept[conflict_id][name] = sha
+                ),
+            )
         found = [HubItem("version", r[0], *r[1:5], files[r[0]], *r[5:8], _iso(r[8])) for r in versions]
         found += [HubItem("conflict", r[0], *r[1:5], kept[r[0]], *r[5:8], _iso(r[8])) for r in conflicts]
         return found
@@ -164,3 +132,31 @@ def _iso(value: dt.datetime | None) -> str | None:
 def iter_chunks(values: Sequence[HubItem], size: int) -> Iterator[Sequence[HubItem]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def _held(session: Session, model: type[SubmissionVersion] | type[Conflict]) -> Sequence[Row[Any]]:
+    """The rows of versions or of kept conflicts (same columns), oldest first, with their form."""
+    return session.execute(
+        select(
+            model.id,
+            Project.name,
+            Form.xml_form_id,
+            model.instance_id,
+            model.sha256,
+            model.deprecated_id,
+            model.device_id,
+            model.user_agent,
+            model.received_at,
+        )
+        .join(Form, Form.id == model.form_id)
+        .join(Project, Project.id == Form.project_id)
+        .order_by(model.id)
+    ).all()
+
+
+def _files(session: Session, stmt: Select[tuple[int, str, str]]) -> dict[int, dict[str, str]]:
+    """(owner id, file name, sha256) rows → owner id → name → sha256."""
+    out: dict[int, dict[str, str]] = defaultdict(dict)
+    for owner, name, sha in session.execute(stmt):
+        out[owner][name] = sha
+    return out
