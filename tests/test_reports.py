@@ -314,6 +314,9 @@ def test_http_report_for_any_role_of_the_project(store: dict[str, Any]) -> None:
     assert reply.status_code == 200 and reply.headers["Content-Type"].startswith("text/csv")
     assert 'filename="donor-report.csv"' in reply.headers["Content-Disposition"]
     assert _table(reply.text) == TABLE
+    by_path = requests.get(url, params={"rows": "/region", "cols": "/sex"}, headers=store["analyst"].headers,
+                           timeout=30)  # fmt: skip
+    assert _table(by_path.text) == TABLE
     xlsx = requests.get(url.replace(".csv", ".xlsx"), params={"rows": "period:year,visit:quarter"},
                         headers=store["analyst"].headers, timeout=30)  # fmt: skip
     assert xlsx.status_code == 200

@@ -43,7 +43,7 @@ OTHER = "(other)"
 TOTAL = "Total"
 PERIODS = ("month", "quarter", "year")
 _BAND = re.compile(r"^\s*(\d+)\s*-\s*(\d*)\s*$")
-_SPEC = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*(?::\s*(.*))?$")
+_SPEC = re.compile(r"^\s*((?:/[A-Za-z_][\w.-]*)+|[A-Za-z_][\w.-]*)\s*(?::\s*(.*))?$")  # name or /path
 
 
 @dataclass
