@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from server.blobs import BlobStore
@@ -30,6 +31,7 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.session_interface = _NoCookieSessions()
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
@@ -44,6 +46,17 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(openrosa)
     return app
+
+
+class _NoCookieSessions(SessionInterface):
+    """Sarhad keeps no state in cookies (the API signs in with bearer tokens, devices with their key or
+    Digest): no cookie session is read or written, which Flask would otherwise do on every request."""
+
+    def open_session(self, app: Flask, request: Any) -> None:
+        return None  # Flask then uses its null session
+
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        return None
 
 
 def settings_of(app: Flask) -> Settings:

@@ -200,6 +200,7 @@ def test_head_submission_is_204_with_the_size_limit(site: Site) -> None:
     assert collect.head_submission() == site.live.app.config["MAX_CONTENT_LENGTH"]
     head = collect.requests_made[-1]
     assert head.status_code == 204 and head.headers["X-OpenRosa-Version"] == "1.0"
+    assert head.headers["Date"].endswith(" GMT")  # the HTTP server's own (OpenRosa asks for one)
 
 
 @pytest.mark.parametrize("form_id", MISSION_FORMS)

@@ -7,6 +7,7 @@ must not cost the worker 100 MB of memory. SQLite by default, PostgreSQL with SA
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import random
 import tempfile
@@ -14,6 +15,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from sqlalchemy import func, select
@@ -90,6 +92,24 @@ def test_eight_devices_at_once(server_process: Callable[..., ServerProcess]) -> 
             assert attachments_of(database, pk, instance.instance_id) == expected
             for sha in expected.values():
                 assert database.blobs.exists(sha)
+
+
+def test_replies_carry_one_date_header(server_process: Callable[..., ServerProcess]) -> None:
+    """OpenRosa asks for a Date on every reply; gunicorn adds it, and a second one would be malformed."""
+    server = server_process()
+    project_id, token = _setup(server)
+    path = urlsplit(key_url(server.url, token, project_id)).path
+    conn = http.client.HTTPConnection(urlsplit(server.url).netloc, timeout=30)
+    try:
+        for method, what in (("HEAD", "/submission"), ("GET", "/formList")):
+            conn.request(method, path + what, headers={"X-OpenRosa-Version": "1.0"})
+            reply = conn.getresponse()
+            reply.read()
+            assert reply.status in (200, 204)
+            dates = [value for name, value in reply.getheaders() if name.lower() == "date"]
+            assert len(dates) == 1 and dates[0].endswith(" GMT"), (method, what, dates)
+    finally:
+        conn.close()
 
 
 def test_identical_resends_racing_across_workers(server_process: Callable[..., ServerProcess]) -> None:

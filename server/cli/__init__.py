@@ -6,10 +6,12 @@ group, the shared context and the error handling, so that a Problem prints as on
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
@@ -54,6 +56,21 @@ class CliContext:
 
 
 pass_ctx = click.make_pass_decorator(CliContext)
+
+
+def write_file_atomically(output: Path, chunks: Iterable[bytes]) -> None:
+    """Write ``output`` whole or not at all: into ``<output>.part``, synced to disk, then renamed, so
+    that a file an analyst finds is never half written (a cut run leaves no ``.part`` behind either)."""
+    partial = output.with_name(output.name + ".part")
+    try:
+        with partial.open("wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        partial.replace(output)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 class SarhadGroup(click.Group):

@@ -9,14 +9,13 @@ without naming a user. Every export is in the audit log (``form.submission.expor
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import click
 
 from server import errors
 from server.auth import find_active_user
-from server.cli import CliContext, pass_ctx
+from server.cli import CliContext, pass_ctx, write_file_atomically
 from server.datasets import Filters, parse_bound
 from server.datasets.codebook import CODEBOOK_HEADER, CONFLICT_HEADER, codebook_lines, conflict_lines
 from server.datasets.export import (
@@ -139,17 +138,8 @@ def export(
         check_export(session, database, form, export_format, opts)
         record_export(session, form, export_format, opts, actor, via="cli")
         form_pk = form.id
-    partial = output.with_name(output.name + ".part")
     with ctx.app.app_context():
-        try:
-            with partial.open("wb") as fh:
-                for chunk in stream_export(database, form_pk, export_format, opts):
-                    fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-            partial.replace(output)
-        finally:
-            partial.unlink(missing_ok=True)
+        write_file_atomically(output, stream_export(database, form_pk, export_format, opts))
         sidecars = _write_sidecars(ctx, form_pk, opts, output) if fmt in ("jsonl", "geojson") else []
     size = output.stat().st_size
     who = f"as {as_email} ({access.level})" if as_email else f"{access.role} ({access.level})"

@@ -3,12 +3,11 @@ file. It holds no personal data; it is in the audit log (``form.submission.repor
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from server.cli import CliContext, pass_ctx
+from server.cli import CliContext, pass_ctx, write_file_atomically
 from server.datasets import Filters, parse_bound
 from server.datasets.export import check_language
 from server.datasets.report import ReportRequest, split_dimensions
@@ -65,15 +64,7 @@ def report(
         form_pk = find_form(session, find_project(session, project_ref).id, form_id).id
     with ctx.app.app_context():
         result, data = produce_report(ctx.database, form_pk, request, fmt, actor=None, via="cli")
-    partial = output.with_name(output.name + ".part")
-    try:
-        with partial.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        partial.replace(output)
-    finally:
-        partial.unlink(missing_ok=True)
+    write_file_atomically(output, [data])
     counted = result.grid[-1][-1]
     click.echo(
         f"report of {form_id} written to {output} ({counted} submissions, {len(result.row_labels)} rows, "

@@ -50,7 +50,6 @@ _SPEC = re.compile(r"^\s*((?:/[A-Za-z_][\w.-]*)+|[A-Za-z_][\w.-]*)\s*(?::\s*(.*)
 class Dimension:
     """One question (or the received date) that rows or columns are counted by."""
 
-    spec: str  # as asked for: ``region``, ``age:0-17,18-`` or ``period:month``
     header: str
     categories: list[tuple[str, str]]  # (key, label), in display order
     key_of: Callable[[SubmissionRecord, dict[str, str]], str]
@@ -96,9 +95,13 @@ class Report:
     col_labels: list[str]  # without "Total"; [] when there is no column dimension
     grid: list[list[int]]  # counts: one row per row label plus the total row; the total column last
     hidden: set[tuple[int, int]]
-    primary: int  # how many were hidden for being below k
     not_counted: dict[str, int] = field(default_factory=dict)
     generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    @property
+    def primary(self) -> int:
+        """How many counts were hidden for being below k (the rest of ``hidden`` protects them)."""
+        return sum(0 < value < self.request.min_cell for line in self.grid for value in line)
 
     def cell(self, r: int, c: int) -> int | str:
         return CONFIDENTIAL if (r, c) in self.hidden else self.grid[r][c]
@@ -163,14 +166,14 @@ def parse_dimension(schema: FormSchema, spec: str, lang: str | None) -> Dimensio
         raise errors.bad_request(f"{spec!r} is not a question name.", field="rows")
     name, detail = match.group(1), (match.group(2) or "").strip()
     if name == "period" and name not in _names(schema):
-        return _period_dimension(spec, None, detail or "month", lang)
+        return _period_dimension(None, detail or "month", lang)
     f = _find_field(schema, name)
     if f.type in ("date", "dateTime"):
-        return _period_dimension(spec, f, detail or "month", lang)
+        return _period_dimension(f, detail or "month", lang)
     if f.type == "int" and detail:
-        return _band_dimension(spec, f, detail, lang)
+        return _band_dimension(f, detail, lang)
     if f.type == "select1" and not detail:
-        return _choice_dimension(spec, f, lang)
+        return _choice_dimension(f, lang)
     if f.type == "int":
         raise errors.bad_request(
             f"{name!r} is a number: give bands, e.g. {name}:0-17,18-24,25-", field="rows"
@@ -210,7 +213,7 @@ def _value(f: Field, values: dict[str, str]) -> str | None:
     return normalise(f, values.get(f.rel))
 
 
-def _choice_dimension(spec: str, f: Field, lang: str | None) -> Dimension:
+def _choice_dimension(f: Field, lang: str | None) -> Dimension:
     categories = [(c.value, f.choice_label(c.value, lang) or c.value) for c in f.choices]
     known = {key for key, _ in categories}
 
@@ -220,10 +223,10 @@ def _choice_dimension(spec: str, f: Field, lang: str | None) -> Dimension:
         value = _value(f, values)
         return MISSING if value is None else value if value in known or not known else OTHER
 
-    return Dimension(spec, f.label(lang) or f.name, categories, key_of)
+    return Dimension(f.label(lang) or f.name, categories, key_of)
 
 
-def _band_dimension(spec: str, f: Field, text: str, lang: str | None) -> Dimension:
+def _band_dimension(f: Field, text: str, lang: str | None) -> Dimension:
     bands: list[tuple[int, int | None]] = []
     for part in text.split(","):
         match = _BAND.match(part)
@@ -248,10 +251,10 @@ def _band_dimension(spec: str, f: Field, text: str, lang: str | None) -> Dimensi
                 return label
         return OTHER
 
-    return Dimension(spec, f.label(lang) or f.name, [(label, label) for label in labels], key_of)
+    return Dimension(f.label(lang) or f.name, [(label, label) for label in labels], key_of)
 
 
-def _period_dimension(spec: str, f: Field | None, unit: str, lang: str | None) -> Dimension:
+def _period_dimension(f: Field | None, unit: str, lang: str | None) -> Dimension:
     if unit not in PERIODS:
         raise errors.bad_request(f"{unit!r} is not a period: use month, quarter or year.", field="rows")
 
@@ -271,7 +274,7 @@ def _period_dimension(spec: str, f: Field | None, unit: str, lang: str | None) -
         return [(key, key) for key in _periods_between(dated[0], dated[-1], unit)] if dated else []
 
     header = f"Received ({unit})" if f is None else f"{f.label(lang) or f.name} ({unit})"
-    return Dimension(spec, header, [], key_of, fill_gaps)
+    return Dimension(header, [], key_of, fill_gaps)
 
 
 def _period_key(day: dt.date, unit: str) -> str:
@@ -357,7 +360,6 @@ def _layout(
             [line[0] for line in grid[:-1]], totals[0], request.min_cell
         )
         hidden = {(r, 0) for r in rows_hidden} | ({(len(grid) - 1, 0)} if total_hidden else set())
-    primary = sum(0 < value < request.min_cell for line in grid for value in line)
     return Report(
         form_id=form.xml_form_id,
         versions=schema.versions,
@@ -368,7 +370,6 @@ def _layout(
         col_labels=[label for _, label in cols] if col_dim else [],
         grid=grid,
         hidden=hidden,
-        primary=primary,
         not_counted=not_counted,
     )
 
