@@ -115,7 +115,7 @@ class InProcess:
 
 
 def cpu_per_call(run: Callable[[], str], count: int, expect: str) -> float:
-    """Microseconds of this process's CPU (every thread: the group committer's too) per call."""
+    """Microseconds of this process's CPU (all its threads) per call."""
     start = time.process_time()
     for _ in range(count):
         status = run()
@@ -155,7 +155,7 @@ def main() -> None:
             body, ctype = next(bodies)
             return client.call("POST", path, query, body, ctype)
 
-        for _ in range(500):  # warm-up: connections, statement caches, the committer thread
+        for _ in range(500):  # warm-up: connections, statement caches
             health(), head()
         cpu_per_call(post, 500, "201")
         results = {

@@ -50,7 +50,7 @@ def _run_grouped(committer: GroupCommitter, jobs: list[Callable[[Writer], Any]])
 
     threads = [threading.Thread(target=call, args=(0, gate))]
     threads[0].start()
-    time.sleep(0.2)  # the committer has taken the gate job and waits in it
+    time.sleep(0.2)  # the first caller leads: it runs the gate job and waits in it
     for i, job in enumerate(jobs[1:], start=1):
         threads.append(threading.Thread(target=call, args=(i, job)))
         threads[-1].start()

@@ -2,27 +2,30 @@
 
 A durable commit costs an fsync (SQLite's WAL with ``synchronous=FULL``, PostgreSQL's WAL), a few
 milliseconds on ordinary disks, and SQLite runs one writer at a time: one transaction per submission caps
-a store at a few hundred submissions a second however many devices send. Here each process has one
-committer thread. A request hands it a job (a function of a :class:`~server.db.Writer`) and waits; the
-committer takes every job waiting at that moment, runs each in a savepoint of one transaction, commits
-once, and only then wakes the requests, which may acknowledge (201) because their rows are committed.
+a store at a few hundred submissions a second however many devices send. Here a request queues its job
+(a function of a :class:`~server.db.Writer`) and takes the process's leader lock. Whoever holds the lock
+runs every job waiting at that moment, each in a savepoint of one transaction, commits once, and only
+then hands out the results; the requests whose jobs were in that group find them done and may
+acknowledge (201), because their rows are committed. While one group commits, the next one gathers.
 
+- A lone request runs its own job in its own thread at once: no hand-over to another thread.
 - A job that raises (a Problem, a bad XML) rolls back its own savepoint only; its caller gets the error.
-- If the transaction fails as a whole (a deadlock on PostgreSQL between two processes' batches, a lost
+- If the transaction fails as a whole (a deadlock on PostgreSQL between two processes' groups, a lost
   connection) it is run again, then each job alone, so that one job never fails because of another.
-- On SQLite the committers of all processes (gunicorn workers) take turns by an ``flock`` on a file in
-  the blob store before ``BEGIN IMMEDIATE``: the lock passes to the next one the moment it is released,
+- On SQLite the leaders of all processes (gunicorn workers) take turns by an ``flock`` on a file in the
+  blob store before ``BEGIN IMMEDIATE``: the lock passes to the next one the moment it is released,
   where SQLite's busy handler would sleep and poll.
-- A lone request pays nothing extra: the committer starts its transaction as soon as a job arrives.
+- Jobs run in whichever request thread leads, so they must take everything from their ``Writer`` and
+  their closure, never from the request context.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import logging
 import os
-import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -51,46 +54,48 @@ class _Job(Generic[T]):
 class GroupCommitter:
     def __init__(self, database: Database) -> None:
         self.database = database
-        self._queue: queue.SimpleQueue[_Job[Any]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self._pid = os.getpid()
+        self._changed = threading.Condition()  # guards the two below; notified after every group
+        self._waiting: collections.deque[_Job[Any]] = collections.deque()
+        self._leading = False
         self._sqlite = database.engine.dialect.name == "sqlite"
         self._lock_path = database.blobs.root / ".write.lock"
 
     def run(self, work: Callable[[Writer], T]) -> T:
         """Run ``work`` in a shared write transaction; return its result once that has committed."""
         job: _Job[T] = _Job(work)
-        self._ensure_thread()
-        self._queue.put(job)
+        with self._changed:
+            self._waiting.append(job)
+            while self._leading and not job.future.done():
+                self._changed.wait()
+            if job.future.done():  # a leader took it into its group
+                return job.future.result()
+            self._leading = True
+        try:
+            while not job.future.done():  # ours is among the waiting ones, oldest first
+                self._run_group(self._take_waiting())
+                with self._changed:
+                    self._changed.notify_all()
+        finally:
+            with self._changed:
+                self._leading = False
+                self._changed.notify_all()  # a request whose job still waits leads next
         return job.future.result()
 
-    def _ensure_thread(self) -> None:
-        # Started on first use, in the process that uses it (gunicorn forks workers after import).
-        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
-            return
-        with self._start_lock:
-            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._queue = queue.SimpleQueue()
-                self._thread = threading.Thread(target=self._loop, name="sarhad-group-commit", daemon=True)
-                self._thread.start()
+    def _take_waiting(self) -> list[_Job[Any]]:
+        with self._changed:
+            count = min(len(self._waiting), MAX_BATCH)
+            return [self._waiting.popleft() for _ in range(count)]
 
-    def _loop(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self._commit(batch)
-            except BaseException as exc:  # never let the committer die: fail the batch's jobs instead
-                log.exception("group commit failed")
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+    def _run_group(self, batch: list[_Job[Any]]) -> None:
+        try:
+            self._commit(batch)
+        except BaseException as exc:  # even a dying thread settles the jobs of its group
+            log.exception("group commit failed")
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
 
     def _commit(self, batch: list[_Job[Any]]) -> None:
         for attempt in range(1, BATCH_ATTEMPTS + 1):

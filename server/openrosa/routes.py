@@ -320,7 +320,8 @@ def _ingest_staged(
     that has committed. No database lock is held while files are copied and fsynced."""
     database = db.database()
     staging = database.blobs.staging()
-    # The committer thread has no request context: everything it needs is taken from the request here.
+    # The job may run in another request's thread (whichever leads the group): everything it needs is taken
+    # from this request here.
     incomplete = form_parts.get(INCOMPLETE_PART, "").strip().lower() == "yes"
     device_id = request.args.get("deviceID") or None
     user_agent = request.headers.get("User-Agent")
