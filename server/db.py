@@ -111,17 +111,10 @@ class Writer:
     staging: Staging
 
     def add_blob(self, staged: StagedBlob) -> str:
-        """Record a staged file as a blob row (once per sha256) and return its sha256.
-
-        INSERT ... ON CONFLICT DO NOTHING, because two transactions may store the same file at once
-        (two devices sending the same photo, two forms with the same CSV): the second must not fail.
-        """
-        insert = sqlite_insert if self.session.get_bind().dialect.name == "sqlite" else pg_insert
-        self.session.execute(
-            insert(Blob)
-            .values(sha256=staged.sha256, md5=staged.md5, size=staged.size)
-            .on_conflict_do_nothing(index_elements=["sha256"])
-        )
+        """Record a staged file as a blob row (once per sha256) and return its sha256. Two transactions
+        may store the same file at once (two devices sending the same photo, two forms with the same CSV):
+        the second must not fail."""
+        insert_if_new(self.session, Blob, ["sha256"], sha256=staged.sha256, md5=staged.md5, size=staged.size)
         return staged.sha256
 
     def store_bytes(self, data: bytes) -> str:
@@ -129,6 +122,15 @@ class Writer:
 
     def store_stream(self, stream: Any) -> str:
         return self.add_blob(self.staging.add_stream(stream))
+
+
+def insert_if_new(session: Session, model: type[Any], key: list[str], **values: Any) -> bool:
+    """INSERT ... ON CONFLICT (key) DO NOTHING: whether the row was new. Neither fails nor overwrites
+    when another transaction inserted the same key first."""
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=key)
+    # RETURNING says whether a row went in (the driver's rowcount is not reliable for INSERT everywhere).
+    return session.execute(statement.returning(getattr(model, key[0]))).first() is not None
 
 
 def init_app(app: Flask, database: Database) -> None:

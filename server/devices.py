@@ -12,25 +12,29 @@ say: nonces that live on no server (Collect keeps no cookies, and any gunicorn w
 them), ``stale=true`` when a nonce has expired (Collect then retries without asking the facilitator), and
 ``charset=UTF-8`` in the challenge (without it Collect hashes a Cyrillic password as US-ASCII). The
 header itself is parsed by werkzeug. Nonces are ``<time>.<random>.<HMAC>`` signed with the secret key;
-Collect reuses a nonce pre-emptively with nc+1, which is accepted while the nonce is fresh.
+Collect reuses a nonce pre-emptively with nc+1, which is accepted while the nonce is fresh, once per
+count: the pairs used are recorded in the database (``DigestNonceUse``), so an overheard header cannot be
+replayed on any worker or host.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from urllib.parse import unquote, urlsplit
 
 from flask import current_app, request
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, delete, exists, select
 from sqlalchemy.orm import Session
 
 from server import audit, db, errors
 from server.auth import token_sha256
 from server.ingest.reconcile import FormTarget
-from server.models import AppUser, Form, FormAssignment, FormState, Project, User, utcnow
+from server.models import AppUser, DigestNonceUse, Form, FormAssignment, FormState, Project, User, utcnow
 
 NONCE_LIFETIME_SECONDS = 300
 REVOKED_MESSAGE = "This device's access was revoked: ask the coordinator for a new QR code."
@@ -361,4 +365,31 @@ def _by_digest(project_id: int) -> AppUser:
         raise _refuse("The Digest nonce has expired.", stale=True)
     if app_user.revoked_at is not None:
         raise errors.forbidden(REVOKED_MESSAGE)
+    if not _first_use(fields["nonce"], fields["nc"]):  # type: ignore[arg-type]
+        # A replayed header (or a client's own retry of a header it already sent): with stale=true
+        # Collect signs the request again with a new nonce, which only the password holder can.
+        raise _refuse("This Digest signature was already used.", stale=True)
     return app_user
+
+
+NONCE_USES_KEPT = dt.timedelta(seconds=2 * NONCE_LIFETIME_SECONDS)  # a nonce is refused long before
+_PURGE_EVERY_SECONDS = 60.0
+_NONCE_COUNT = re.compile(r"[0-9a-fA-F]{8}")
+_last_purge = 0.0
+
+
+def _first_use(nonce: str, nc: str | None) -> bool:
+    """Record that ``nonce`` signed a request with count ``nc``; False if that pair was used before, by
+    any worker or host of this database. Without ``qop`` there is no count: such a nonce signs once."""
+    global _last_purge
+    if nc is not None and not _NONCE_COUNT.fullmatch(nc):
+        raise _refuse("The Digest nonce count must be 8 hexadecimal digits.")
+    count = int(nc, 16) if nc else 0
+    now = time.monotonic()
+    with db.database().write() as writer:
+        if now - _last_purge > _PURGE_EVERY_SECONDS:
+            _last_purge = now
+            writer.session.execute(
+                delete(DigestNonceUse).where(DigestNonceUse.used_at < utcnow() - NONCE_USES_KEPT)
+            )
+        return db.insert_if_new(writer.session, DigestNonceUse, ["nonce", "nc"], nonce=nonce, nc=count)

@@ -181,6 +181,17 @@ class AppUser(Base):
     __table_args__ = (UniqueConstraint("project_id", "display_name", name="uq_app_user_name"),)
 
 
+class DigestNonceUse(Base):
+    """A (nonce, nonce count) a device signed a request with. Digest's ``qop=auth`` does not sign the body,
+    so a header overheard on a hub's plain-HTTP network could otherwise be replayed with another body while
+    its nonce is fresh. Rows outlive the nonce they name by a few minutes, then are purged."""
+
+    __tablename__ = "digest_nonce_use"
+    nonce: Mapped[str] = mapped_column(String(100), primary_key=True)
+    nc: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    used_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
 class FormAssignment(Base):
     """Narrows what an app user sees: with no assignment it sees every open form of its project."""
 
@@ -467,6 +478,7 @@ __all__ = [
     "Comment",
     "Conflict",
     "ConflictAttachment",
+    "DigestNonceUse",
     "Form",
     "FormAssignment",
     "FormMedia",

@@ -10,13 +10,23 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import requests
+from sqlalchemy import func, select
 
 from server import devices
-from server.models import AppUser
+from server.models import AppUser, DigestNonceUse, SubmissionVersion, utcnow
 from server.projects import find_project
 from tests.conftest import AppEnv, LiveServer, RunCli, ServerProcess, serve_in_thread
 from tests.digest_client import CollectDigestAuth
-from tests.openrosa_setup import digest_url, key_url, make_device, make_project, publish_xform, small_xform
+from tests.openrosa_setup import (
+    digest_url,
+    key_url,
+    make_device,
+    make_project,
+    new_uuid,
+    publish_xform,
+    small_instance,
+    small_xform,
+)
 
 COLLECT = {"User-Agent": "org.odk.collect.android/v2024.3.1", "X-OpenRosa-Version": "1.0"}
 
@@ -226,6 +236,46 @@ def test_expired_nonce_answers_stale_and_forged_nonce_is_refused(
         timeout=10,
     )
     assert other_uri.status_code == 401
+
+
+def test_a_replayed_digest_signature_is_refused(live_server: LiveServer, project: int) -> None:
+    """Digest (qop=auth) signs the method and URL, not the body: someone who overhears a device's
+    submission on a hub's plain-HTTP network must not be able to send a forged one under its header."""
+    make_device(live_server.app, project, name="Tablet 12", password="a long password")
+    submission = f"{digest_url(live_server.url, project)}/submission"
+    auth = CollectDigestAuth("Tablet 12", "a long password")
+    session = requests.Session()
+    genuine, forged = new_uuid(), new_uuid()
+
+    def post(instance_id: str, auth: CollectDigestAuth | None, headers: dict[str, str]) -> requests.Response:
+        files = {"xml_submission_file": ("submission.xml", small_instance(instance_id, form_id="first"))}
+        return session.post(submission, files=files, headers=headers, auth=auth, timeout=10)
+
+    assert post(genuine, auth, COLLECT).status_code == 201
+    replayed = post(forged, None, {**COLLECT, "Authorization": auth.sent[-1]})
+    assert replayed.status_code == 401 and _challenge(replayed)["stale"] == "true"
+    with live_server.database.read() as session_db:
+        stored = set(session_db.scalars(select(SubmissionVersion.instance_id)))
+    assert genuine in stored and forged not in stored
+
+    # The same for a download, on a fresh connection (another worker would answer the same: the
+    # signatures used are in the database). The device itself goes on with nc+1 as before.
+    listed = f"{digest_url(live_server.url, project)}/formList"
+    assert requests.get(listed, headers=COLLECT, auth=auth, timeout=10).status_code == 200
+    again = requests.get(listed, headers={**COLLECT, "Authorization": auth.sent[-1]}, timeout=10)
+    assert again.status_code == 401 and _challenge(again)["stale"] == "true"
+    assert requests.get(listed, headers=COLLECT, auth=auth, timeout=10).status_code == 200
+    assert auth.challenges_answered == 1
+
+    # What is recorded outlives its nonce only by minutes: older rows go with the next signed request.
+    long_ago = utcnow() - 2 * devices.NONCE_USES_KEPT
+    with live_server.database.write() as writer:
+        writer.session.add(DigestNonceUse(nonce="an old nonce", nc=1, used_at=long_ago))
+    devices._last_purge = 0.0
+    assert requests.get(listed, headers=COLLECT, auth=auth, timeout=10).status_code == 200
+    with live_server.database.read() as session_db:
+        assert session_db.get(DigestNonceUse, ("an old nonce", 1)) is None
+        assert session_db.scalar(select(func.count()).select_from(DigestNonceUse)) >= 4
 
 
 @pytest.fixture
