@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import socket
 import time
@@ -219,6 +220,32 @@ def test_bad_bodies_are_clear_400s(live_server: LiveServer, hub: tuple[dict[str,
         == 404
     )
     assert requests.get(f"{uploads}/../../etc", headers=headers, timeout=10).status_code in (400, 404)
+
+
+def test_large_json_answers_are_gzipped_for_clients_that_accept_it(
+    live_server: LiveServer, hub: tuple[dict[str, str], int, int]
+) -> None:
+    headers, project_id, _ = hub
+    lines = [{"formId": "f", "instanceId": f"uuid:{i}", "sha256": f"{i:064x}"} for i in range(3000)]
+    url = f"{live_server.url}/v1/sync/projects/{project_id}/inventory"
+    answers = {}
+    for accept in ("gzip, deflate", "identity"):
+        reply = requests.post(
+            url,
+            data=wire.encode_lines(lines),
+            headers={**headers, **GZ, "Accept-Encoding": accept},
+            timeout=10,
+            stream=True,
+        )
+        raw = reply.raw.read(decode_content=False)
+        answers[accept] = (reply.headers.get("Content-Encoding"), raw)
+    encoding, packed = answers["gzip, deflate"]
+    plain_encoding, plain = answers["identity"]
+    assert encoding == "gzip" and plain_encoding is None
+    assert gzip.decompress(packed) == plain and len(packed) < 0.6 * len(plain)
+    assert json.loads(plain)["missing"] == list(range(3000))
+    small = requests.get(live_server.url + "/v1/sync/hub", headers=headers, timeout=10)
+    assert small.status_code == 200 and "Content-Encoding" not in small.headers  # not worth it
 
 
 def test_inventory_and_signed_statement(

@@ -7,6 +7,7 @@ api = Blueprint("api", __name__, url_prefix="/v1")
 # The route modules attach themselves to ``api`` when imported.
 from server.api import (  # noqa: E402, F401
     app_users,
+    compression,
     exports,
     forms,
     health,
