@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, jsonify, request
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from server import openrosa_replies
@@ -92,7 +93,7 @@ def _http_problem(exc: HTTPException) -> Problem:
 
 
 def render(problem: Problem) -> Response:
-    if g.get("openrosa"):
+    if request.blueprint == "openrosa":  # Collect shows the message of an OpenRosaResponse
         response = openrosa_replies.message(problem.message, status=problem.status, nature="error")
     else:
         body: dict[str, Any] = {"code": problem.code, "message": problem.message}
@@ -106,6 +107,20 @@ def render(problem: Problem) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    @app.before_request
+    def _refuse_nul() -> None:
+        # No name, ID or filter of ours holds a NUL, and PostgreSQL text cannot store one: refused at the
+        # door rather than failing in the database.
+        if "\x00" in request.path or b"%00" in request.query_string:
+            raise bad_request("The address contains a NUL character (%00).")
+
+    @app.errorhandler(DataError)
+    def _unstorable(exc: DataError) -> Response:
+        # A value the database cannot hold (a NUL in a JSON string, a number out of range): the client's
+        # input, and the transaction was rolled back.
+        log.warning("refused a value on %s %s: %s", request.method, request.path, exc.orig)
+        return render(bad_request("A value in this request cannot be stored; nothing was changed."))
+
     @app.errorhandler(Problem)
     def _problem(exc: Problem) -> Response:
         return render(exc)

@@ -16,6 +16,8 @@ def load_json(schema: Schema) -> dict[str, Any]:
     body = request.get_json(silent=True)
     if body is None:
         raise errors.bad_request("The request body must be JSON.")
+    if b"\\u0000" in request.get_data():  # no text of ours holds a NUL; PostgreSQL could not store it
+        raise errors.bad_request("The request body contains a NUL character (\\u0000).")
     try:
         return schema.load(body)  # type: ignore[no-any-return]
     except ValidationError as exc:

@@ -1,14 +1,9 @@
 """OpenRosa endpoints for unmodified ODK Collect: form list, form, manifest, media, submission."""
 
-from flask import Blueprint, g
+from flask import Blueprint
 
+# Errors on these routes render as OpenRosaResponse XML (server/errors.py).
 openrosa = Blueprint("openrosa", __name__, url_prefix="/v1")
-
-
-@openrosa.before_request
-def _mark_openrosa() -> None:
-    # Errors on these routes render as OpenRosaResponse XML (server/errors.py).
-    g.openrosa = True
 
 
 # The route modules attach themselves to ``openrosa`` when imported.
