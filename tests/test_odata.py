@@ -432,6 +432,11 @@ def test_select(survey: Survey) -> None:
         (".svc/Submissions", {"$skiptoken": "01e30"}, 400, "400.20"),
         (".svc/Submissions", {"$top": "ten"}, 400, "400.1"),
         (".svc/Submissions", {"$skip": "-1"}, 400, "400.1"),
+        # Beyond the database's integers (the token says {"o": 10**20}): refused before a page starts
+        # streaming, not cut in its middle.
+        (".svc/Submissions", {"$top": "99999999999999999999"}, 400, "400.1"),
+        (".svc/Submissions", {"$skip": "99999999999999999999"}, 400, "400.1"),
+        (".svc/Submissions", {"$skiptoken": "01eyJvIjoxMDAwMDAwMDAwMDAwMDAwMDAwMDB9"}, 400, "400.20"),
         (".svc/Submissions.nope", {}, 404, "404.1"),
         (".svc/Submissions('uuid:s-1')/nope", {}, 404, "404.1"),
         (".svc/Submissions.visit", {"$orderby": "__id"}, 400, "400.1"),

@@ -150,6 +150,11 @@ def _records(session: Session, form_id: int, access: Access, stmt: Select[Any]) 
 # ---- paging -----------------------------------------------------------------------------------------------
 
 
+# Row counts and ids beyond the database's integers ($top, $skip, a forged $skiptoken) are refused, not
+# passed on to fail in the middle of a streamed page.
+MAX_COUNT = 2**31 - 1
+
+
 def encode_skiptoken(data: dict[str, Any]) -> str:
     raw = json.dumps(data, separators=(",", ":")).encode("utf-8")
     return SKIPTOKEN_PREFIX + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
@@ -166,9 +171,9 @@ def decode_skiptoken(token: str) -> dict[str, Any]:
         data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     except (binascii.Error, ValueError):
         raise bad from None
-    if not isinstance(data, dict) or not all(isinstance(v, int) and v >= 0 for v in data.values()):
+    if not isinstance(data, dict) or not data or not set(data) <= {"s", "n", "o"}:
         raise bad
-    if not data or not set(data) <= {"s", "n", "o"}:
+    if not all(isinstance(v, int) and 0 <= v <= MAX_COUNT for v in data.values()):
         raise bad
     return data
 
@@ -183,6 +188,8 @@ def _non_negative(option: str) -> int | None:
         raise _bad_option(option, f"{raw!r} is not a whole number.") from None
     if value < 0:
         raise _bad_option(option, "must not be negative.")
+    if value > MAX_COUNT:
+        raise _bad_option(option, f"must be at most {MAX_COUNT}.")
     return value
 
 
