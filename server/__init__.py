@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter, Map
 
 from server.blobs import BlobStore
 from server.config import Settings, load_settings
@@ -43,9 +44,18 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
 
     db.init_app(app, database)
     errors.init_app(app)
+    app.url_map.converters["int"] = _DatabaseInt  # before the routes are registered
     app.register_blueprint(api)
     app.register_blueprint(openrosa)
     return app
+
+
+class _DatabaseInt(IntegerConverter):
+    """``<int:...>`` in a route matches only what a database id can be: a larger number in an address is
+    a 404 like any unknown id, instead of overflowing the database's integers."""
+
+    def __init__(self, url_map: Map, max: int = 2**31 - 1) -> None:
+        super().__init__(url_map, max=max)
 
 
 class _NoCookieSessions(SessionInterface):

@@ -122,9 +122,12 @@ def sync_submissions(project_id: int) -> ResponseReturnValue:
     return jsonify(body)
 
 
+MAX_BYTES = 2**63 - 1  # what the database's byte counts (BIGINT) hold
+
+
 class UploadRequest(Schema):
     sha256 = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
-    size = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    size = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=MAX_BYTES))
 
 
 @api.post("/sync/uploads")
@@ -148,24 +151,32 @@ def sync_upload_status(sha256: str) -> ResponseReturnValue:
 def sync_upload_chunk(sha256: str) -> ResponseReturnValue:
     """Append the body as the chunk starting at ``?offset=N`` (``&size=N`` opens the upload at offset 0)."""
     hub = _hub(db.session())
-    raw = request.args.get("offset", "")
-    if not raw.isdigit():
+    offset = _byte_count("offset", "Give the chunk's starting byte as ?offset=N.")
+    if offset is None:
         raise errors.bad_request("Give the chunk's starting byte as ?offset=N.")
-    size = request.args.get("size")
-    if size is not None and not size.isdigit():
-        raise errors.bad_request("Give the file's whole size as ?size=N.")
+    size = _byte_count("size", "Give the file's whole size as ?size=N.")
     settings = settings_of(current_app)
     state = uploads.append(
         db.database(),
         settings.data_dir,
         hub.id,
         sha256,
-        int(raw),
+        offset,
         request.stream,
         settings.max_request_bytes,
-        size=int(size) if size is not None else None,
+        size=size,
     )
     return jsonify(state.as_json())
+
+
+def _byte_count(name: str, message: str) -> int | None:
+    """A byte count from the query string (None when absent): digits, and no more than a file can hold."""
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_BYTES:
+        raise errors.bad_request(message)
+    return int(raw)
 
 
 @api.get("/sync/statement")

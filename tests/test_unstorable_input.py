@@ -1,5 +1,6 @@
-"""A NUL character anywhere a client can put one (address, query, JSON) is refused with a 400 in the
-client's own format, on SQLite and PostgreSQL alike (PostgreSQL cannot store one), and nothing is stored."""
+"""Values no database column can hold, wherever a client can put them, are refused in the client's own
+format, on SQLite and PostgreSQL alike, and nothing is stored: a NUL character (address, query, JSON;
+PostgreSQL cannot store one) is a 400, an id beyond the database's integers a 404."""
 
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ def test_a_nul_is_refused_by_openrosa_and_the_api(live_server: LiveServer) -> No
     )
     assert form.status_code == 400 and form.json()["code"] == "400.1"
     projects = _count(live_server, Project)
+    too_big = requests.get(f"{live_server.url}/v1/projects/{10**20}", headers=admin, timeout=10)
+    assert too_big.status_code == 404  # beyond any database id: unknown, not an overflow
     made = requests.post(
         f"{live_server.url}/v1/projects", json={"name": "Vanj\u0000"}, headers=admin, timeout=10
     )
