@@ -377,6 +377,9 @@ def test_body_without_xml_part_or_not_multipart_is_400(site: Site) -> None:
     assert "xml_submission_file" in (response_message(response.content) or "")
     plain = _post(site, small_instance(new_uuid()), "text/xml")
     assert_openrosa_xml(plain, 400)
+    too_long = _post(site, body, "multipart/form-data; boundary=" + "b" * 300)  # RFC 2046 allows 70
+    assert_openrosa_xml(too_long, 400)
+    assert "boundary" in (response_message(too_long.content) or "")
 
 
 def test_bad_attachment_name_is_400(site: Site) -> None:

@@ -15,13 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from server import errors
 
 READ_SIZE = 64 * 1024
+MAX_BOUNDARY = 70  # RFC 2046; Collect's are 36
 UNREADABLE = "The multipart body could not be read (cut short or malformed)."
 
 
@@ -104,6 +105,8 @@ def read_multipart(
     """(text parts, file parts) of the body in ``stream``, read to its end."""
     if not boundary:
         raise errors.bad_request("The multipart body has no boundary in its Content-Type.")
+    if len(boundary) > MAX_BOUNDARY:
+        raise errors.bad_request(f"The multipart boundary is longer than {MAX_BOUNDARY} characters.")
     collector = _Collector(new_file, text_limit, max_parts)
     try:
         parser = MultipartParser(boundary.encode("latin-1"), collector.callbacks())  # type: ignore[arg-type]
@@ -111,7 +114,7 @@ def read_multipart(
             parser.write(chunk)
         if not collector.ended:
             raise errors.bad_request(UNREADABLE)
-    except MultipartParseError:
+    except FormParserError:  # the base of python-multipart's own errors
         collector.close()
         raise errors.bad_request(UNREADABLE) from None
     except BaseException:
