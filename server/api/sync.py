@@ -151,9 +151,10 @@ def sync_upload_status(sha256: str) -> ResponseReturnValue:
 def sync_upload_chunk(sha256: str) -> ResponseReturnValue:
     """Append the body as the chunk starting at ``?offset=N`` (``&size=N`` opens the upload at offset 0)."""
     hub = _hub(db.session())
-    offset = _byte_count("offset", "Give the chunk's starting byte as ?offset=N.")
+    need_offset = "Give the chunk's starting byte as ?offset=N."
+    offset = _byte_count("offset", need_offset)
     if offset is None:
-        raise errors.bad_request("Give the chunk's starting byte as ?offset=N.")
+        raise errors.bad_request(need_offset)
     size = _byte_count("size", "Give the file's whole size as ?size=N.")
     settings = settings_of(current_app)
     state = uploads.append(
