@@ -14,6 +14,7 @@ from werkzeug.routing import IntegerConverter, Map
 from server.blobs import BlobStore
 from server.config import Settings, load_settings
 from server.db import Database
+from server.models import MAX_ID
 
 
 def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
@@ -54,7 +55,7 @@ class _DatabaseInt(IntegerConverter):
     """``<int:...>`` in a route matches only what a database id can be: a larger number in an address is
     a 404 like any unknown id, instead of overflowing the database's integers."""
 
-    def __init__(self, url_map: Map, max: int = 2**31 - 1) -> None:
+    def __init__(self, url_map: Map, max: int = MAX_ID) -> None:
         super().__init__(url_map, max=max)
 
 

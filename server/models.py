@@ -37,6 +37,10 @@ NAMING = {
 }
 
 
+# The largest value of an id column (INTEGER on PostgreSQL): a number beyond it in a request names nothing.
+MAX_ID = 2**31 - 1
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

@@ -8,6 +8,7 @@ or call the one ingest path directly.
 from __future__ import annotations
 
 import io
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -198,3 +199,12 @@ def attachments_of(database: Database, form_id: int, instance_id: str) -> dict[s
 
 def streams(named: Mapping[str, bytes]) -> list[tuple[str, io.BytesIO]]:
     return [(name, io.BytesIO(data)) for name, data in named.items()]
+
+
+def assert_no_staging_left(database: Database, seconds: float = 10) -> None:
+    """Every staging folder is gone (a cut request's is removed once the server notices the cut)."""
+    incoming = database.blobs.incoming
+    deadline = time.monotonic() + seconds
+    while any(incoming.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(incoming.iterdir()), "a staging folder was left behind"

@@ -50,7 +50,7 @@ from server.datasets import STREAM_BATCH, Filters, submissions_query
 from server.datasets import odata_filter as of
 from server.datasets.export import AUDIT_ACTION as EXPORT_ACTION
 from server.datasets.redact import Access
-from server.models import FormVersion, Submission
+from server.models import MAX_ID, FormVersion, Submission
 
 SVC = "/projects/<int:project_id>/forms/<xml_form_id>.svc"
 ODATA_HEADERS = {"OData-Version": "4.0"}
@@ -152,7 +152,7 @@ def _records(session: Session, form_id: int, access: Access, stmt: Select[Any]) 
 
 # Row counts and ids beyond the database's integers ($top, $skip, a forged $skiptoken) are refused, not
 # passed on to fail in the middle of a streamed page.
-MAX_COUNT = 2**31 - 1
+MAX_COUNT = MAX_ID
 
 
 def encode_skiptoken(data: dict[str, Any]) -> str:
