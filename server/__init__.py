@@ -39,12 +39,13 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
 
     database = Database.create(settings.sqlalchemy_url, BlobStore(settings.blob_dir))
-    from server import db, errors
+    from server import db, errors, url_ids
     from server.api import api
     from server.openrosa import openrosa
 
     db.init_app(app, database)
     errors.init_app(app)
+    url_ids.init_app(app)  # before the routes are registered: ids with any character, '/' included
     app.url_map.converters["int"] = _DatabaseInt  # before the routes are registered
     app.register_blueprint(api)
     app.register_blueprint(openrosa)

@@ -35,6 +35,7 @@ from server import audit, db, errors
 from server.auth import token_sha256
 from server.ingest.reconcile import FormTarget
 from server.models import AppUser, DigestNonceUse, Form, FormAssignment, FormState, Project, User, utcnow
+from server.url_ids import decoded_path
 
 NONCE_LIFETIME_SECONDS = 300
 REVOKED_MESSAGE = "This device's access was revoked: ask the coordinator for a new QR code."
@@ -328,7 +329,8 @@ def _names_this_request(uri: str) -> bool:
     """The Digest ``uri`` (Collect sends the encoded path and query) names the resource requested. A
     proxy may have stripped a path prefix, so the path only has to end with the one Flask saw."""
     path = unquote(urlsplit(uri).path)
-    return path == request.script_root + request.path or path.endswith(request.path)
+    seen = decoded_path()  # a form id's %2F is kept encoded through routing; compare decoded paths
+    return path == request.script_root + seen or path.endswith(seen)
 
 
 def _by_digest(project_id: int) -> AppUser:

@@ -409,6 +409,44 @@ class AuditEvent(Base):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Entity lists (ODK Central's "datasets"): named lists of records with the same properties, which forms
+# read as CSV attachments and (next) create and update. Issue 13's first brick: the lists and properties.
+# ---------------------------------------------------------------------------------------------------------
+
+
+class EntityList(Base):
+    """An entity list of a project (Central's dataset), named as forms name it in ``save_to``."""
+
+    __tablename__ = "entity_list"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    # Entities are created from submissions only once these are approved (Central's approvalRequired).
+    approval_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+    properties: Mapped[list[EntityProperty]] = relationship(
+        back_populates="entity_list", order_by="EntityProperty.id"
+    )
+    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_entity_list_name"),)
+
+
+class EntityProperty(Base):
+    """A property (column) of an entity list, in the order it was added."""
+
+    __tablename__ = "entity_property"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entity_list_id: Mapped[int] = mapped_column(ForeignKey("entity_list.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    published_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    entity_list: Mapped[EntityList] = relationship(back_populates="properties")
+    __table_args__ = (UniqueConstraint("entity_list_id", "name", name="uq_entity_property_name"),)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Field hubs and sync (issue 4): hub credentials issued by central, resumable blob uploads, and the
 # receipts of what central confirmed to each hub (the base of its signed completeness statement).
 # ---------------------------------------------------------------------------------------------------------
@@ -483,6 +521,8 @@ __all__ = [
     "Conflict",
     "ConflictAttachment",
     "DigestNonceUse",
+    "EntityList",
+    "EntityProperty",
     "Form",
     "FormAssignment",
     "FormMedia",

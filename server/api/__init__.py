@@ -7,7 +7,9 @@ api = Blueprint("api", __name__, url_prefix="/v1")
 # The route modules attach themselves to ``api`` when imported.
 from server.api import (  # noqa: E402, F401
     app_users,
+    assignments,
     compression,
+    entity_lists,
     exports,
     forms,
     health,

@@ -47,6 +47,7 @@ from server.forms.publish import (
 )
 from server.models import Form, FormMedia, FormState, FormVersion
 from server.projects import find_project
+from server.url_ids import id_problem
 
 WRITE_ROLES = ("admin", "coordinator")
 XML_CONTENT_TYPES = {"application/xml", "text/xml"}
@@ -73,7 +74,7 @@ def form_json(form: Form, version: FormVersion | None) -> dict[str, Any]:
     return {
         "projectId": form.project_id,
         "xmlFormId": form.xml_form_id,
-        "name": version.title if version else None,
+        "name": (version.title or None) if version else None,  # null when the XForm has no title
         "version": version.version if version else None,
         "hash": version.md5 if version else None,
         "sha256": version.sha256 if version else None,
@@ -158,9 +159,12 @@ def _read_upload(required: bool = True) -> FormSource | None:
             f"Unsupported Content-Type {mimetype or '(none)'!r} for a form: use one of {accepted}.",
             accepted=sorted({*XML_CONTENT_TYPES, *XLSFORM_CONTENT_TYPES}),
         )
+    # Central's header, percent-encoded by pyodk: the form id when the settings sheet names none.
     fallback = request.headers.get("X-XlsForm-FormId-Fallback")
     fallback = unquote(fallback).strip() if fallback else None
-    filename = f"{fallback}{file_type}" if fallback else None
+    if fallback and (why := id_problem(fallback)):
+        raise errors.bad_request(f"X-XlsForm-FormId-Fallback is not a usable form id: {why}.")
+    filename = f"{fallback.replace('/', '_')}{file_type}" if fallback else None
     return source_from_xlsform(data, settings, filename=filename, file_type=file_type, fallback_id=fallback)
 
 

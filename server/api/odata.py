@@ -82,7 +82,7 @@ def _absolute(path: str) -> str:
 
 
 def _service_root() -> str:
-    path = request.path
+    path = quote(request.path, safe=_URL_SAFE + "%")  # a form id's %2F and %25 stay encoded
     return _absolute(path[: path.lower().index(".svc") + 4])
 
 
@@ -196,7 +196,7 @@ def _non_negative(option: str) -> int | None:
 def _next_link(token: dict[str, Any]) -> str:
     args = [(k, v) for k, v in request.args.items(multi=True) if k not in ("$skip", "$skiptoken")]
     args.append(("$skiptoken", encode_skiptoken(token)))
-    return f"{_absolute(quote(request.path, safe=_URL_SAFE))}?{urlencode(args, safe=_URL_SAFE)}"
+    return f"{_absolute(quote(request.path, safe=_URL_SAFE + '%'))}?{urlencode(args, safe=_URL_SAFE)}"
 
 
 def _order(raw: str | None) -> list[Any] | None:

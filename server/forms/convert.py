@@ -74,7 +74,7 @@ def convert_xlsform(
         raise errors.invalid_form("The XLSForm is empty.")
     command = [sys.executable, str(WORKER), "--file-type", file_type]
     if fallback_id:
-        command += ["--fallback-id", fallback_id]
+        command.append(f"--fallback-id={fallback_id}")  # one argument, even for an id starting with "-"
     if not validate:
         command.append("--no-validate")
     # A session of its own, so that a timeout kills the worker's children (Java) too.

@@ -88,8 +88,8 @@ def source_from_xlsform(
     """Convert a spreadsheet (in a child process, time-limited) and parse the XForm it gives.
 
     The file type comes from ``file_type`` (".xlsx"...) or the file name. When the settings sheet names
-    no form id, the form takes ``fallback_id`` (Central's X-XlsForm-FormId-Fallback), else the file
-    name's stem, else pyxform's default ("data").
+    no form id, the form takes ``fallback_id`` (Central's X-XlsForm-FormId-Fallback) exactly, else the
+    file name's stem (tidied to letters, digits and ``._-``), else pyxform's default ("data").
     """
     file_type = file_type or (file_type_of(filename) if filename else None)
     if file_type is None:
@@ -97,7 +97,8 @@ def source_from_xlsform(
     converted: Conversion = convert_xlsform(
         data,
         file_type,
-        fallback_id=fallback_form_id(fallback_id or (Path(filename).stem if filename else None)),
+        # Central's header is taken as it is (pyodk sends "uuid:..."); a file name is tidied first.
+        fallback_id=fallback_id or fallback_form_id(Path(filename).stem if filename else None),
         timeout=settings.conversion_timeout_seconds,
     )
     info = parse_xform(converted.xform, settings.max_xml_bytes)
@@ -330,10 +331,11 @@ def publish(
     form.current_version_id = version.id
     form.current_version = version
     form.updated_at = utcnow()
+    described = f"{form.xml_form_id} version {_shown(version.version)} ({version.title or 'no title'})"
     if created:
-        message = f"published new form {form.xml_form_id} version {_shown(version.version)} ({version.title})"
+        message = f"published new form {described}"
     else:
-        message = f"published {form.xml_form_id} version {_shown(version.version)} ({version.title})"
+        message = f"published {described}"
         if previous is not None:
             message += f"; version {_shown(previous.version)} still accepts its submissions"
     _audit(session, "form.publish", form, version, actor, via, attached=attached, missing=missing)
@@ -451,7 +453,7 @@ def publish_draft(
     form.updated_at = utcnow()
     missing = [m.name for m in draft.media if m.blob_sha256 is None]
     _audit(session, "form.publish", form, draft, actor, via, missing=missing, from_draft=True)
-    message = f"published {form.xml_form_id} version {_shown(draft.version)} ({draft.title})"
+    message = f"published {form.xml_form_id} version {_shown(draft.version)} ({draft.title or 'no title'})"
     if previous is not None:
         message += f"; version {_shown(previous.version)} still accepts its submissions"
     return Outcome(form, draft, "published", message, _missing_warning(missing), missing)

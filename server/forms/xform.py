@@ -29,12 +29,15 @@ from typing import Any
 from lxml import etree
 
 from server import errors
+from server.url_ids import id_problem
 
 XFORMS_NS = "http://www.w3.org/2002/xforms"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
 SARHAD_NS = "https://sarhad.tj/xforms"
 SENSITIVITIES = ("personal", "sensitive")
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+MAX_TITLE_LENGTH = 500  # FormVersion.title
+_SPREADSHEET_NAME = re.compile(r"\.(xlsx?|xml)$")
 
 _MEDIA_URI = re.compile(r"jr://(images|audio|video|file|file-csv)/([^\s'\"<>)]+)")
 # pulldata('districts', ...) and the search('jamoats') appearance read <name>.csv from the form's media.
@@ -68,7 +71,7 @@ class FieldInfo:
 class XFormInfo:
     form_id: str
     version: str
-    title: str
+    title: str  # exactly as written; "" when the form has none
     public_key: str | None
     root_name: str
     media: tuple[MediaRef, ...]
@@ -222,26 +225,49 @@ def _media(root: etree._Element) -> list[MediaRef]:
     return list(found.values())
 
 
+def local_attribute(el: etree._Element, name: str) -> str | None:
+    """The attribute ``name`` whatever its namespace prefix, as Central reads ``id`` and ``version``:
+    forms and submissions from older tools write ``orx:version="1.0"`` on the instance root. An attribute
+    without a prefix wins; otherwise the first in document order."""
+    plain = el.get(name)
+    if plain is not None:
+        return plain
+    return next((v for k, v in el.attrib.items() if etree.QName(k).localname == name), None)
+
+
+def check_form_id(form_id: str) -> None:
+    """A form id may hold any character (slashes, quotes, percent signs, emoji) except control
+    characters and '.'/'..' segments, up to 255 characters; like Central, not end in .xls/.xlsx/.xml."""
+    why = id_problem(form_id) or ("it is longer than 255 characters" if len(form_id) > 255 else None)
+    if why is None and _SPREADSHEET_NAME.search(form_id):
+        why = "it ends in .xls, .xlsx or .xml (name the form in its settings sheet, or rename the file)"
+    if why:
+        shown = form_id[:300]
+        raise errors.invalid_form(f"The form id {shown!r} cannot be used: {why}.", xmlFormId=shown)
+
+
 def parse_xform(xml: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> XFormInfo:
     """Everything Sarhad needs to know about an XForm; an ``invalid_form`` Problem when it is not one."""
     root = _parse_tree(xml, max_bytes)
     model, primary = _model_and_instance(root)
-    form_id = (primary.get("id") or "").strip()
+    form_id = (local_attribute(primary, "id") or "").strip()
     if not form_id:
         raise errors.invalid_form("The XForm's primary instance has no id attribute (the form id).")
-    if "/" in form_id or len(form_id) > 255 or any(ord(c) < 32 for c in form_id):
-        raise errors.invalid_form(f"The form id {form_id!r} cannot be used: no '/', at most 255 characters.")
-    version = (primary.get("version") or "").strip()
+    check_form_id(form_id)
+    version = (local_attribute(primary, "version") or "").strip()
     if len(version) > 255:
         raise errors.invalid_form("The form version is longer than 255 characters.")
     title_el = root.find(f"{_q('head', XHTML_NS)}/{_q('title', XHTML_NS)}")
-    title = " ".join((title_el.text or "").split()) if title_el is not None else ""
+    # Kept exactly as written (Central's form name); a form without one has no name.
+    title = "".join(title_el.itertext()) if title_el is not None else ""
+    if len(title) > MAX_TITLE_LENGTH:
+        raise errors.invalid_form(f"The form title is longer than {MAX_TITLE_LENGTH} characters.")
     submission = model.find(_q("submission"))
     key = submission.get("base64RsaPublicKey") if submission is not None else None
     return XFormInfo(
         form_id=form_id,
         version=version,
-        title=(title or form_id)[:500],
+        title=title,
         public_key=("".join(key.split()) or None) if key else None,
         root_name=_step(primary),
         media=tuple(_media(root)),

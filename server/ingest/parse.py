@@ -13,16 +13,20 @@ named ``data`` or after the form.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from lxml import etree
 
 from server import errors
+from server.forms.xform import local_attribute
+from server.url_ids import id_problem
 
 ENCRYPTED_NS = "http://www.opendatakit.org/xforms/encrypted"
 MAX_NAME_LENGTH = 255
 _FORBIDDEN_IN_NAMES = ("/", "\\", "\x00", "..")
+_BARE_AMPERSAND = re.compile(rb"&(?!(?:[A-Za-z_:][\w.:-]*|#[0-9]+|#x[0-9A-Fa-f]+);)")
 _PARSER = etree.XMLParser(
     resolve_entities=False,
     no_network=True,
@@ -123,6 +127,15 @@ def _first(leaves: list[tuple[str, str]], path: str) -> str | None:
     return None
 
 
+def _escape_bare_ampersands(xml_bytes: bytes) -> bytes | None:
+    """The XML with each ``&`` that starts no entity or character reference written as ``&amp;``, or
+    None when there is none. Central's lenient parser reads such an ``&`` as itself, and pyodk's own
+    tests send instanceIDs like ``sena_~~!@#$%^&*()``; the repaired document says the same text in
+    well-formed XML, and it is what is stored (resending the same bytes repairs them the same way)."""
+    repaired = _BARE_AMPERSAND.sub(b"&amp;", xml_bytes)
+    return repaired if repaired != xml_bytes else None
+
+
 def parse_submission(xml_bytes: bytes, max_bytes: int) -> ParsedSubmission:
     """Parse and identify a submission, or raise a Problem a device can show (400, 413)."""
     if len(xml_bytes) > max_bytes:
@@ -138,25 +151,32 @@ def parse_submission(xml_bytes: bytes, max_bytes: int) -> ParsedSubmission:
     try:
         root = etree.fromstring(xml_bytes, _PARSER)
     except etree.XMLSyntaxError as exc:
-        raise errors.bad_request(
-            f"The submission is not well-formed XML: {exc.msg}", line=exc.lineno
-        ) from None
+        repaired = _escape_bare_ampersands(xml_bytes)
+        if repaired is None:
+            raise errors.bad_request(
+                f"The submission is not well-formed XML: {exc.msg}", line=exc.lineno
+            ) from None
+        return parse_submission(repaired, max_bytes)
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise _refuse_doctype()
 
-    form_id = (root.get("id") or "").strip()
+    # Read as Central reads them: whatever the prefix (older tools write orx:version="1.0").
+    form_id = (local_attribute(root, "id") or "").strip()
     if not form_id:
         raise errors.bad_request(
             "The submission does not say which form it belongs to (no id attribute on its root element)."
         )
-    version = (root.get("version") or "").strip()
+    version = (local_attribute(root, "version") or "").strip()
     leaves = _walk(root)
     instance_id = _first(leaves, "/meta/instanceID") or (root.get("instanceID") or "").strip()
     if not instance_id:
         raise errors.bad_request("The submission has no meta/instanceID.")
     if len(instance_id) > 255 or len(form_id) > 255 or len(version) > 255:
         raise errors.bad_request("The form id, version or instanceID is longer than 255 characters.")
+    for name, value in (("instanceID", instance_id), ("form id", form_id)):
+        if why := id_problem(value):
+            raise errors.bad_request(f"The submission's {name} {value[:80]!r} is not accepted: {why}.")
     deprecated_id = _first(leaves, "/meta/deprecatedID")
     instance_name = _first(leaves, "/meta/instanceName")
 
