@@ -191,3 +191,95 @@ def test_pyodk_end_to_end(pyodk_python: Path, server_process: Any, make_env: Any
     assert out["comments"] == ["Checked by phone", "Second look"]
     assert out["created"] == ["uuid:pyodk-20", [["p20.jpg", True]]]
     assert out["again"] == len(out["submissions"]) + 1
+
+
+CENTRAL_SHAPES_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from datetime import datetime
+    from pathlib import Path
+    from pyodk.client import Client
+    from pyodk.errors import PyODKError
+
+    config, cache, work = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    out = {}
+    with Client(config_path=config, cache_path=cache) as client:
+        # An XLSForm without form_id: pyodk names it "uuid:..." through X-XlsForm-FormId-Fallback.
+        created = client.forms.create(definition=(work / "no_id.xlsx").read_bytes())
+        out["created"] = created.xmlFormId
+        # Form ids with "/", "%" and quotes, and an emoji, created then updated in place.
+        for form_id, name in [("'=+/*-451%/%", "specials.xml"), ("✅", "dingbat.xml")]:
+            client.forms.create(definition=(work / name).as_posix(), form_id=form_id)
+            client.forms.update(form_id=form_id, attachments=[], version_updater=lambda v: v + "_1")
+        out["versions"] = {f.xmlFormId: f.version for f in client.forms.list()}
+        iid = "sena_~~!@#$%^&*()_+=-✅✅"
+        xml = (work / "submission.xml").read_text().replace("IID", iid)
+        out["submitted"] = client.submissions.create(xml=xml, form_id="'=+/*-451%/%").instanceId
+        out["fetched"] = client.submissions.get(form_id="'=+/*-451%/%", instance_id=iid).instanceId
+        # App users assigned to forms with role 2, as Central does it.
+        client.projects.create_app_users(display_names=["tablet a", "tablet b"], forms=["✅"])
+        assignments = "projects/{pid}/forms/{fid}/assignments"
+        url = client.session.urlformat(assignments, pid=client.project_id, fid="✅")
+        out["assigned"] = client.session.get(url).json()
+        # Entity lists and their properties.
+        client.entity_lists.create(entity_list_name="concerns")
+        client.entity_lists.add_property(name="district", entity_list_name="concerns")
+        try:
+            client.entity_lists.create(entity_list_name="concerns")
+        except PyODKError as err:
+            out["duplicate"] = err.is_central_error(code=409.3)
+        got = client.entity_lists.get(entity_list_name="concerns")
+        out["entity_list"] = [got.name, [p.name for p in got.properties]]
+        out["entity_lists"] = [e.name for e in client.entity_lists.list()]
+    print(json.dumps(out, default=str))
+    """
+)
+
+
+def test_pyodk_with_centrals_odd_ids_assignments_and_entity_lists(
+    pyodk_python: Path, server_process: Any, make_env: Any, tmp_path: Path
+) -> None:
+    from server.projects import create_project
+    from server.users import create_user
+    from tests.test_central_form_rules import NO_FORM_ID, orx_form
+    from tests.test_forms_publish import xlsform
+
+    env = make_env()
+    server = server_process(env)
+    database = env.app().extensions["sarhad.db"]
+    with database.write() as w:
+        project = create_project(w.session, "pyodk shapes")
+        create_user(w.session, "shapes@example.org", PASSWORD, "admin", project)
+        project_id = project.id
+    (tmp_path / "no_id.xlsx").write_bytes(xlsform(NO_FORM_ID, {"version": "1"}))
+    (tmp_path / "specials.xml").write_bytes(orx_form("&apos;=+/*-451%/%"))
+    (tmp_path / "dingbat.xml").write_bytes(orx_form("✅"))
+    (tmp_path / "submission.xml").write_text(
+        '<data id="\'=+/*-451%/%" version="1.0_1"><meta><instanceID>IID</instanceID></meta>'
+        "<name>Alice</name></data>"
+    )
+    config = tmp_path / "pyodk_config.toml"
+    config.write_text(
+        "[central]\n"
+        f'base_url = "{server.url}"\n'
+        'username = "shapes@example.org"\n'
+        f'password = "{PASSWORD}"\n'
+        f"default_project_id = {project_id}\n"
+    )
+    script = tmp_path / "use_pyodk.py"
+    script.write_text(CENTRAL_SHAPES_SCRIPT)
+    run = subprocess.run(
+        [str(pyodk_python), str(script), str(config), str(tmp_path / "cache.toml"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("PYODK_", "VIRTUAL_ENV"))},
+    )
+    assert run.returncode == 0, f"pyodk failed:\n{run.stderr[-4000:]}"
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["created"].startswith("uuid:")
+    assert out["versions"]["'=+/*-451%/%"] == "1.0_1" and out["versions"]["✅"] == "1.0_1"
+    assert out["submitted"] == out["fetched"] == "sena_~~!@#$%^&*()_+=-✅✅"
+    assert [a["roleId"] for a in out["assigned"]] == [2, 2]
+    assert out["duplicate"] is True
+    assert out["entity_list"] == ["concerns", ["district"]] and out["entity_lists"] == ["concerns"]
