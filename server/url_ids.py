@@ -31,6 +31,7 @@ from werkzeug.routing import PathConverter, UnicodeConverter
 from server import errors
 
 _KEPT = re.compile(r"%(?:2[fF]|25)")
+_KEPT_BYTES = re.compile(rb"%(?:2[fF]|25)")
 # Werkzeug's safe characters for a segment, without "/" (a slash in an id is sent as %2F).
 _SEGMENT_SAFE = "!$&'()*+,:;=@"
 
@@ -70,13 +71,13 @@ class SlashPathConverter(PathConverter):
         return _unescape_kept(value)
 
 
-def _keep_escapes(raw_path: str) -> str:
+def _keep_escapes(raw_path: bytes) -> str:
     """The raw path with every escape decoded except %2F and %25 (upper-cased), as a WSGI string."""
     out = bytearray()
     last = 0
-    for match in _KEPT.finditer(raw_path):
+    for match in _KEPT_BYTES.finditer(raw_path):
         out += unquote_to_bytes(raw_path[last : match.start()])
-        out += match.group(0).upper().encode("ascii")
+        out += match.group(0).upper()
         last = match.end()
     out += unquote_to_bytes(raw_path[last:])
     return out.decode("latin-1")
@@ -100,9 +101,14 @@ class KeepEncodedSlashes:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         raw = _raw_path(environ)
         if raw is not None and _KEPT.search(raw):
+            # A WSGI string holds the request's bytes as latin-1 (a client may send UTF-8 unencoded).
+            try:
+                raw_bytes = raw.encode("latin-1")
+            except UnicodeEncodeError:
+                return self.app(environ, start_response)
             script = environ.get("SCRIPT_NAME", "")
-            kept = _keep_escapes(raw)
-            decoded = unquote_to_bytes(raw).decode("latin-1")
+            kept = _keep_escapes(raw_bytes)
+            decoded = unquote_to_bytes(raw_bytes).decode("latin-1")
             # Only when the server decoded the same path: a proxy or server that rewrote it is left alone.
             if decoded == script + environ.get("PATH_INFO", "") and kept.startswith(script):
                 environ["PATH_INFO"] = kept[len(script) :]
