@@ -55,6 +55,7 @@ EXPECTED_SENSITIVITY: dict[str, dict[str, str]] = {
         "description": "personal",
         "gps": "personal",
         "photo": "personal",
+        "place_type_other": "personal",
         "not_reported_other": "personal",
         "reported_to_other": "personal",
         "suggested_action": "personal",
@@ -95,6 +96,7 @@ EXPECTED_FREE_TEXT: dict[str, set[str]] = {
         "police_conduct_other",
         "recruitment_channel_other",
         "description",
+        "place_type_other",
         "not_reported_other",
         "reported_to_other",
         "suggested_action",
@@ -127,6 +129,16 @@ READ_ALOUD = {"focus_group": {"fg_consent_script", "participants_agreed"}}
 INTERVIEWER_ONLY = {"referral_given", "suggested_action_code"}
 INSTANCE_NAME_FIELDS = {"district", "today", "fg_date"}
 EXPECTED_REGIONS = {"sughd", "khatlon", "gbao", "drs", "dushanbe"}
+# the border districts the mission works in (forms/README.md, "Places"): each needs its own list
+BORDER_DISTRICTS = {
+    "sughd": {
+        *("isfara", "konibodom", "jabbor_rasulov", "ghafurov", "khujand"),
+        *("mastchoh", "zafarobod", "spitamen", "asht"),
+    },
+    "khatlon": {"panj", "qubodiyon", "nosiri_khusrav", "dusti", "jayhun", "shahrituz", "farkhor", "hamadoni"},
+    "drs": {"shahrinav", "tursunzoda", "lakhsh"},
+    "gbao": {"murghob", "ishkoshim", "darvoz", "vanj", "rushon", "shughnon"},
+}
 DUSHANBE_DISTRICTS = {"firdavsi", "ismoili_somoni", "sino", "shohmansur"}
 LANGUAGE_COLUMNS = ("label_en", "label_tg", "label_ru")
 
@@ -626,3 +638,22 @@ def test_focus_group_consent_script_and_no_trap_on_minors() -> None:
     assert "participants_total" in (binds[check].get("constraint") or "")
     rank = binds[path_of(binds, "priority_rank")].get("constraint") or ""
     assert "current()" in rank, "ranks must be unique"
+
+
+def test_border_districts_are_listed_with_their_communities() -> None:
+    _, districts = read_csv(FORMS_DIR / "districts.csv")
+    _, jamoats = read_csv(FORMS_DIR / "jamoats.csv")
+    region_of = {d["name"]: d["region"] for d in districts}
+    for region, names in BORDER_DISTRICTS.items():
+        missing = sorted(n for n in names if region_of.get(n) != region)
+        assert not missing, f"{region}: districts missing from districts.csv: {missing}"
+    communities = Counter(j["district"] for j in jamoats if not j["name"].endswith("_other"))
+    for name in set().union(*BORDER_DISTRICTS.values()):
+        assert communities[name] >= 2, f"{name}: fewer than two named communities"
+    labels = {j["name"]: j for j in jamoats}
+    assert labels["firdavsi_gipronozem"]["label_en"] == "Giprozem"  # the code stays; the name was wrong
+    assert "Москва" not in labels["hamadoni_moskva"]["label_tg"], "Tajik for Moscow is Маскав"
+    hamadoni = next(d for d in districts if d["name"] == "hamadoni")
+    assert hamadoni["label_ru"] == "район Мир Сайид Алии Хамадони"
+    assert "Zong" in labels["ishkoshim_langar"]["label_en"], "Langar is a village in Zong jamoat"
+    assert "Jayhun" in labels["jayhun_dusti"]["label_en"], "the seat town, not Dusti district"
