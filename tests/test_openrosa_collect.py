@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import openpyxl
 import pytest
 import requests
 from flask import Flask
@@ -60,6 +61,15 @@ from tests.openrosa_setup import (
 )
 
 MISSION_FORMS = ("safety_concerns", "focus_group", "youth_consultation")
+
+
+def xlsform_version(form_id: str) -> str:
+    """The ``version`` on the settings sheet of ``forms/<form_id>.xlsx``: what Collect must be offered."""
+    settings = openpyxl.load_workbook(FORMS_DIR / f"{form_id}.xlsx", read_only=True)["settings"]
+    header, values = list(settings.iter_rows(max_row=2, values_only=True))
+    return str(values[header.index("version")])
+
+
 DIGEST_USER, DIGEST_PASSWORD = "facilitator-vanj", "Пароли-дароз 2026"
 
 
@@ -123,7 +133,7 @@ def test_form_list_and_downloads_are_what_collect_checks(site: Site) -> None:
     assert listed["small"].manifest_url is None  # no media, no manifest
     for name in MISSION_FORMS:
         assert listed[name].manifest_url and listed[name].download_url.startswith(site.live.url + "/v1/key/")
-        assert listed[name].version == "2026112301"
+        assert listed[name].version == xlsform_version(name)
     downloaded = collect.download_forms()  # checks every md5 against the bytes served
     assert set(downloaded["safety_concerns"].media) == {"regions.csv", "districts.csv", "jamoats.csv"}
     assert set(downloaded["youth_consultation"].media) == {"regions.csv", "districts.csv"}
