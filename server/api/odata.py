@@ -38,7 +38,7 @@ from urllib.parse import quote, urlencode
 
 from flask import Response, request, stream_with_context
 from flask.typing import ResponseReturnValue
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from server import audit, db, errors
@@ -127,13 +127,14 @@ def _records(session: Session, form_id: int, access: Access, stmt: Select[Any]) 
         ).all()
     )
     for row in session.execute(stmt.execution_options(yield_per=STREAM_BATCH)):
-        (sid, iid, created, updated, state, _deleted, _vid, _viid, xml, enc, fvid, device, app_user_id,
+        (sid, iid, created, updated, state, deleted_at, _vid, _viid, xml, enc, fvid, device, app_user_id,
          user_id, app_user_name, user_name, present, expected, count) = row  # fmt: skip
         yield Record(
             id=sid,
             instance_id=iid,
             created_at=created,
             updated_at=updated,
+            deleted_at=deleted_at,
             review_state=state,
             xml=xml,
             encrypted=bool(enc),
@@ -217,6 +218,14 @@ def _order(raw: str | None) -> list[Any] | None:
         clauses.append(column.asc().nulls_first() if direction == "asc" else column.desc().nulls_last())
     clauses.append(Submission.id.asc() if direction == "asc" else Submission.id.desc())
     return clauses
+
+
+def _after(submission_id: int, *, inclusive: bool) -> Any:
+    """The submissions that come after ``submission_id`` newest first (received earlier, or at the same
+    time with a smaller id), and that one too if ``inclusive``: where a page resumes."""
+    then = select(Submission.created_at).where(Submission.id == submission_id).scalar_subquery()
+    same_time = Submission.id <= submission_id if inclusive else Submission.id < submission_id
+    return or_(Submission.created_at < then, and_(Submission.created_at == then, same_time))
 
 
 # ---- the tables -------------------------------------------------------------------------------------------
@@ -303,9 +312,9 @@ class Options:
 class Page:
     """One page of one table: which submissions to read (SQL) and which of their rows to send.
 
-    Submissions are read in id order unless ``$orderby`` says otherwise. What the database can do (the
-    pushed-down part of ``$filter``, and ``$skip``/``$top`` when nothing is left to filter in Python) it
-    does; the rest is done row by row. Where the next page starts travels in ``$skiptoken``:
+    Submissions are read newest first (as Central) unless ``$orderby`` says otherwise. What the database
+    can do (the pushed-down part of ``$filter``, and ``$skip``/``$top`` when nothing is left to filter in
+    Python) it does; the rest is done row by row. Where the next page starts travels in ``$skiptoken``:
     ``{"s": id}`` = after submission ``id`` (Submissions), ``{"s": id, "n": k}`` = from row ``k`` of
     submission ``id`` (repeat tables), ``{"o": n}`` = from the ``n``-th row (with ``$orderby``).
     """
@@ -345,8 +354,7 @@ class Page:
             if self.paged_in_sql:
                 stmt = stmt.offset(self.position)
         elif opts.token is not None:
-            after = opts.token.get("s", 0)
-            stmt = stmt.where(Submission.id > after if self.on_root else Submission.id >= after)
+            stmt = stmt.where(_after(opts.token.get("s", 0), inclusive=not self.on_root))
         elif self.paged_in_sql and opts.skip:
             stmt, python_skip = stmt.offset(opts.skip), 0
         if self.paged_in_sql and opts.top is not None:

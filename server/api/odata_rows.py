@@ -5,8 +5,10 @@
   offset, ``boolean`` → true/false, everything else text; an empty or unreadable value is ``null``.
 - Every value first passes :func:`server.datasets.redact.redact_value` for the requester, and
   ``$filter`` compares those same redacted values.
-- A repeat row's ``__id`` is the sha1 of its KEY (``uuid:x/visit[2]/person[1]``): stable, and safe in a
-  URL; ``__Submissions[-repeat]-id`` names the row it belongs to.
+- A repeat row's ``__id`` is Central's: the SHA-1 of ``Submissions#<instance id>`` and, for each group
+  and repeat above and at the row, ``<name>#`` (group) or ``<name>#<n>`` (repeat, counted from 0 within
+  the row around it), joined with ``%%`` — so ids, links and joins built against Central data still hold.
+  ``__Submissions[-repeat]-id`` names the row it belongs to.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=Fals
 SYSTEM_FIELDS = (
     "submissionDate",
     "updatedAt",
+    "deletedAt",
     "submitterId",
     "submitterName",
     "attachmentsPresent",
@@ -91,9 +94,16 @@ def _geo(kind: str, text: str, wkt: bool) -> Any:
     if wkt:
         joined = ",".join(" ".join(_num(c) for c in p) for p in coords)
         return f"LINESTRING ({joined})" if kind == "geotrace" else f"POLYGON (({joined}))"
-    if kind == "geotrace":
-        return {"type": "LineString", "coordinates": coords}
-    return {"type": "Polygon", "coordinates": [coords]}
+    value = (
+        {"type": "LineString", "coordinates": coords}
+        if kind == "geotrace"
+        else {"type": "Polygon", "coordinates": [coords]}
+    )
+    # Central lists the accuracies beside the points when any point has one (0 counts as none there).
+    accuracies = [(p[3] or None) if len(p) >= 4 else None for p in points]
+    if any(a is not None for a in accuracies):
+        value["properties"] = {"accuracies": accuracies}
+    return value
 
 
 def _num(value: float) -> str:
@@ -153,6 +163,7 @@ class Record:
     instance_id: str
     created_at: dt.datetime
     updated_at: dt.datetime | None
+    deleted_at: dt.datetime | None
     review_state: str
     xml: str
     encrypted: bool
@@ -177,6 +188,7 @@ class Record:
             "deviceId": self.device_id,
             "edits": self.edits,
             "formVersion": self.form_version,
+            "deletedAt": iso(self.deleted_at),
         }
 
     def system_value(self, name: str) -> Any:
@@ -185,6 +197,8 @@ class Record:
             return self.created_at
         if name == "updatedAt":
             return self.updated_at
+        if name == "deletedAt":
+            return self.deleted_at
         return self.system().get(name)
 
 
@@ -254,16 +268,16 @@ class Shaper:
     expand: bool
     selection: Selection
 
-    def frame(self, node: Node, link: str) -> dict[str, Any]:
+    def frame(self, node: Node) -> dict[str, Any]:
+        """The row's columns, all null, groups as objects; a repeat's navigation link is added when the
+        walk meets its first instance (as Central: an empty repeat has no link)."""
         out: dict[str, Any] = {}
         for child in node.children:
             if not self.selection.includes(child, self.table):
                 continue
             if child.group:
-                out[child.name] = self.frame(child, link)
-            elif child.repeat:
-                out[f"{child.name}@odata.navigationLink"] = f"{link}/{child.relpath}"
-            else:
+                out[child.name] = self.frame(child)
+            elif not child.repeat:
                 out[child.name] = None
         return out
 
@@ -272,7 +286,7 @@ class Shaper:
         link = f"Submissions('{quote(record.instance_id, safe=':')}')"
         data: dict[str, Any] = {"__id": record.instance_id}
         data["__system"] = record.system()
-        data.update(self.frame(self.tree.root, link))
+        data.update(self.frame(self.tree.root))
         root = Row(record.instance_id, None, data)
         wanted: list[Row] = [root] if self.table.parent is None else []
         if not record.encrypted:
@@ -281,7 +295,8 @@ class Shaper:
             except etree.XMLSyntaxError:
                 element = None
             if element is not None:
-                self._walk(element, self.tree.root, root.data, root, link, record.instance_id, wanted)
+                steps = [f"Submissions#{record.instance_id}"]
+                self._walk(element, self.tree.root, root.data, root, link, steps, {}, wanted)
         return root, wanted
 
     def _walk(
@@ -291,11 +306,13 @@ class Shaper:
         frame: dict[str, Any] | None,
         row: Row,
         link: str,
-        key: str,
+        steps: list[str],
+        counts: dict[str, int],
         wanted: list[Row],
     ) -> None:
+        """``steps``: Central's id parts down to here; ``counts``: repeat instances seen so far in the row
+        around (groups share their row's counts, each repeat instance starts its own)."""
         by_name = node.by_name
-        counts: dict[str, int] = {}
         for child_el in el:
             if not isinstance(child_el.tag, str):
                 continue
@@ -304,21 +321,29 @@ class Shaper:
                 continue
             step = child.field.name
             if child.repeat:
-                counts[step] = counts.get(step, 0) + 1
-                row_key = f"{key}/{step}[{counts[step]}]"
-                row_id = hashlib.sha1(row_key.encode("utf-8")).hexdigest()
+                index = counts.get(child.opath, -1) + 1
+                counts[child.opath] = index
+                row_steps = [*steps, f"{step}#{index}"]
+                row_id = hashlib.sha1("%%".join(row_steps).encode("utf-8")).hexdigest()
                 row_link = f"{link}/{child.relpath}('{row_id}')"
-                parent_key = f"__{'-'.join(['Submissions', *filter(None, child.owner.split('/'))])}-id"
-                data = {"__id": row_id, parent_key: row.id, **self.frame(child, row_link)}
+                shown = frame is not None and self.selection.includes(child, self.table)
+                if shown:
+                    assert frame is not None
+                    frame[f"{child.name}@odata.navigationLink"] = f"{link}/{child.relpath}"
+                data: dict[str, Any] = {"__id": row_id}
+                if child is self.table.node:  # a row of the table asked for names the row it belongs to
+                    data[self.table.parent_id_key] = row.id
+                data.update(self.frame(child))
                 inner = Row(row_id, row.id, data)
                 if child is self.table.node:
                     wanted.append(inner)
-                elif self.expand and frame is not None and self.selection.includes(child, self.table):
+                elif self.expand and shown:
+                    assert frame is not None
                     frame.setdefault(child.name, []).append(data)
-                self._walk(child_el, child, data, inner, row_link, row_key, wanted)
+                self._walk(child_el, child, data, inner, row_link, row_steps, {}, wanted)
             elif child.group:
                 inner_frame = frame.get(child.name) if frame is not None else None
-                self._walk(child_el, child, inner_frame, row, link, f"{key}/{step}", wanted)
+                self._walk(child_el, child, inner_frame, row, link, [*steps, f"{step}#"], counts, wanted)
             elif child_el.text is not None:
                 text = row.texts.get(child.relpath, "") + child_el.text
                 row.texts[child.relpath] = text

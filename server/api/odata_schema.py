@@ -180,6 +180,7 @@ _SYSTEM_SCHEMA = (
     '<ComplexType Name="metadata">'
     '<Property Name="submissionDate" Type="Edm.DateTimeOffset"/>'
     '<Property Name="updatedAt" Type="Edm.DateTimeOffset"/>'
+    '<Property Name="deletedAt" Type="Edm.DateTimeOffset"/>'
     '<Property Name="submitterId" Type="Edm.String"/>'
     '<Property Name="submitterName" Type="Edm.String"/>'
     '<Property Name="attachmentsPresent" Type="Edm.Int64"/>'

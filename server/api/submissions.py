@@ -37,6 +37,7 @@ from server import audit, auth, db, errors
 from server.api import api
 from server.api.odata_rows import review_state_json
 from server.api.schemas import iso, load_json
+from server.datasets import NEWEST_FIRST
 from server.datasets.redact import Access, Treatment, access_for, pseudonym, redact_value
 from server.datasets.schema import FormSchema, load_schema
 from server.forms.publish import find_form
@@ -282,7 +283,7 @@ def list_submissions(project_id: int, xml_form_id: str) -> ResponseReturnValue:
         .join(current, current.id == Submission.current_version_id)
         .join(first, first.id == first_id)
         .where(Submission.form_id == form_id, Submission.deleted_at.is_(None))
-        .order_by(Submission.id.desc())
+        .order_by(*NEWEST_FIRST)
         .execution_options(yield_per=LIST_BATCH)
     )
 

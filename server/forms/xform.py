@@ -32,6 +32,7 @@ from server import errors
 
 XFORMS_NS = "http://www.w3.org/2002/xforms"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
+ORX_NS = "http://openrosa.org/xforms"
 SARHAD_NS = "https://sarhad.tj/xforms"
 SENSITIVITIES = ("personal", "sensitive")
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
@@ -231,7 +232,9 @@ def parse_xform(xml: str | bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> XFormIn
         raise errors.invalid_form("The XForm's primary instance has no id attribute (the form id).")
     if "/" in form_id or len(form_id) > 255 or any(ord(c) < 32 for c in form_id):
         raise errors.invalid_form(f"The form id {form_id!r} cannot be used: no '/', at most 255 characters.")
-    version = (primary.get("version") or "").strip()
+    # Older tools write the version as orx:version (Central's withrepeat fixture); Collect then sends it
+    # back as a plain version attribute.
+    version = (primary.get("version") or primary.get(f"{{{ORX_NS}}}version") or "").strip()
     if len(version) > 255:
         raise errors.invalid_form("The form version is longer than 255 characters.")
     title_el = root.find(f"{_q('head', XHTML_NS)}/{_q('title', XHTML_NS)}")

@@ -193,3 +193,12 @@ def expected_attachments(parsed: ParsedSubmission, binary_paths: frozenset[str])
     else:
         names = (v for v in parsed.values_at(binary_paths | {"/meta/audit"}) if v)
     return [n for n in dict.fromkeys(names) if is_plain_name(n)]
+
+
+def encrypted_xml_file(envelope: str) -> str | None:
+    """The ``encryptedXmlFile`` an encrypted envelope (already accepted by ingest) names, or None."""
+    try:
+        root = etree.fromstring(envelope.encode("utf-8"), _PARSER)
+    except etree.XMLSyntaxError:
+        return None
+    return _first(_walk(root), "/encryptedXmlFile")
