@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from lxml import etree
 
+from server import safe_xml
 from server.api.odata_schema import Node, Table, Tree
 from server.api.schemas import iso
 from server.datasets import odata_filter as of
@@ -29,7 +30,6 @@ from server.datasets.redact import Access, Treatment, redact_value
 from server.datasets.schema import Field
 from server.models import ReviewState
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 SYSTEM_FIELDS = (
     "submissionDate",
     "updatedAt",
@@ -291,8 +291,8 @@ class Shaper:
         wanted: list[Row] = [root] if self.table.parent is None else []
         if not record.encrypted:
             try:
-                element = etree.fromstring(record.xml.encode("utf-8"), _PARSER)
-            except etree.XMLSyntaxError:
+                element = safe_xml.parse(record.xml)
+            except safe_xml.UnsafeXml:
                 element = None
             if element is not None:
                 steps = [f"Submissions#{record.instance_id}"]

@@ -33,7 +33,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from server import audit, auth, db, errors
+from server import audit, auth, db, errors, safe_xml
 from server.api import api
 from server.api.odata_rows import review_state_json
 from server.api.schemas import iso, load_json
@@ -61,9 +61,6 @@ READ_ROLES = (Role.ADMIN, Role.COORDINATOR, Role.ANALYST)
 WRITE_ROLES = (Role.ADMIN, Role.COORDINATOR)
 MAX_COMMENT_CHARS = 10_000
 UNKNOWN_SUBMITTER = 0
-_XML_PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_pis=True
-)
 
 BASE = "/projects/<int:project_id>/forms/<xml_form_id>/submissions"
 
@@ -147,7 +144,8 @@ def _rel_paths(root: etree._Element) -> Iterator[tuple[str, etree._Element]]:
 
 
 def _parse(xml: str) -> etree._Element:
-    return etree.fromstring(xml.encode("utf-8"), _XML_PARSER)
+    # comments kept: the redacted copy is the stored document with values replaced, nothing else
+    return safe_xml.parse(xml, keep_comments=True)
 
 
 def redacted_xml(xml: str, schema: FormSchema, access: Access) -> bytes:
@@ -176,7 +174,7 @@ def shown_attachment_names(version: SubmissionVersion, schema: FormSchema, acces
     allowed: set[str] = set()
     try:
         root = _parse(version.xml)
-    except etree.XMLSyntaxError:
+    except safe_xml.UnsafeXml:
         return allowed
     for rel, el in _rel_paths(root):
         field = schema.by_rel.get(rel)

@@ -16,11 +16,8 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from server import safe_xml
 from server.datasets.schema import Field
-
-_PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
-)
 
 
 class UnreadableXml(Exception):
@@ -47,10 +44,9 @@ def flatten(xml: str | bytes, fields: Mapping[str, Field], instance_id: str) -> 
     ``fields`` maps Central paths to fields (``FormSchema.by_rel``); ``instance_id`` is the submission's
     (the KEY of its root row and the start of every repeat KEY).
     """
-    data = xml.encode("utf-8") if isinstance(xml, str) else xml
     try:
-        root = etree.fromstring(data, _PARSER)
-    except etree.XMLSyntaxError as exc:
+        root = safe_xml.parse(xml)
+    except safe_xml.UnsafeXml as exc:
         raise UnreadableXml(str(exc)) from None
     root_row = TableRow(None, instance_id, None)
     repeats: list[TableRow] = []
