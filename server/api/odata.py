@@ -43,12 +43,12 @@ from sqlalchemy.orm import Session
 
 from server import audit, db, errors
 from server.api import api
-from server.api.odata_rows import Record, Row, RowFilter, Shaper, parse_select
-from server.api.odata_schema import Table, Tree, edmx
 from server.api.submissions import FormAccess, form_access, shown_identity
 from server.datasets import STREAM_BATCH, Filters, submissions_query
 from server.datasets import odata_filter as of
 from server.datasets.export import AUDIT_ACTION as EXPORT_ACTION
+from server.datasets.odata_rows import Record, Row, RowFilter, Shaper, parse_select
+from server.datasets.odata_schema import Table, Tree, edmx
 from server.datasets.redact import Access
 from server.models import MAX_ID, FormVersion, Submission
 

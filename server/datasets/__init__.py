@@ -1,9 +1,10 @@
-"""Datasets: what analysts download. flatten → clean → redact → export.
+"""Datasets: what analysts download. read → clean → redact → export.
 
 - :func:`iter_submissions`: the submissions of a form as :class:`SubmissionRecord`, streamed from the
   database (never all in memory), filtered by :class:`Filters`.
 - :mod:`.schema`: the fields of a form merged across versions, with labels and choices in en/tg/ru.
-- :mod:`.flatten`: one submission's XML → its root row and repeat rows (ODK Central's KEY/PARENT_KEY).
+- :mod:`.reader`: one submission's XML → its root row and repeat rows (ODK Central's KEY/PARENT_KEY and
+  OData ids): the one walk every format reads through.
 - :mod:`.clean`: values typed by bind type, whitespace normalised, required/constraint checks flagged.
 - :mod:`.redact`: :func:`access_for` a user and project, :func:`redact_value` for every value.
 - :mod:`.csv_zip`, :mod:`.xlsx`, :mod:`.jsonl`, :mod:`.geojson`: the file formats; :mod:`.codebook`.

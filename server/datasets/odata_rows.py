@@ -14,20 +14,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from lxml import etree
-
-from server import safe_xml
-from server.api.odata_schema import Node, Table, Tree
-from server.api.schemas import iso
 from server.datasets import odata_filter as of
+from server.datasets.odata_schema import Node, Table, Tree
+from server.datasets.reader import TableRow, UnreadableXml, read
 from server.datasets.redact import Access, Treatment, redact_value
 from server.datasets.schema import Field
+from server.datasets.tables import submission_date
 from server.models import ReviewState
 
 SYSTEM_FIELDS = (
@@ -44,6 +41,11 @@ SYSTEM_FIELDS = (
     "edits",
     "formVersion",
 )
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """A date as Central's JSON writes it (``2026-05-01T10:00:00.000Z``), or null."""
+    return None if value is None else submission_date(value)
 
 
 def review_state_json(state: str) -> str | None:
@@ -282,73 +284,80 @@ class Shaper:
         return out
 
     def shape(self, record: Record) -> tuple[Row, list[Row]]:
-        """(the submission's row, the rows of the requested table)."""
+        """(the submission's row, the rows of the requested table), from :mod:`server.datasets.reader`'s
+        rows: each becomes its table's JSON, links and ``$expand`` nesting follow its parent."""
         link = f"Submissions('{quote(record.instance_id, safe=':')}')"
         data: dict[str, Any] = {"__id": record.instance_id}
         data["__system"] = record.system()
         data.update(self.frame(self.tree.root))
         root = Row(record.instance_id, None, data)
         wanted: list[Row] = [root] if self.table.parent is None else []
-        if not record.encrypted:
-            try:
-                element = safe_xml.parse(record.xml)
-            except safe_xml.UnsafeXml:
-                element = None
-            if element is not None:
-                steps = [f"Submissions#{record.instance_id}"]
-                self._walk(element, self.tree.root, root.data, root, link, steps, {}, wanted)
+        if record.encrypted:
+            return root, wanted
+        try:
+            read_rows = read(record.xml, self.tree.fields, record.instance_id)
+            self._fill(root, next(read_rows), self.tree.root)
+            built: dict[str, tuple[Row, str, bool]] = {record.instance_id: (root, link, True)}
+            for read_row in read_rows:
+                self._add(read_row, record.instance_id, built, wanted)
+        except UnreadableXml:
+            pass  # never expected (ingest parsed it): the row keeps its nulls
         return root, wanted
 
-    def _walk(
+    def _add(
         self,
-        el: etree._Element,
-        node: Node,
-        frame: dict[str, Any] | None,
-        row: Row,
-        link: str,
-        steps: list[str],
-        counts: dict[str, int],
+        read_row: TableRow,
+        instance_id: str,
+        built: dict[str, tuple[Row, str, bool]],
         wanted: list[Row],
     ) -> None:
-        """``steps``: Central's id parts down to here; ``counts``: repeat instances seen so far in the row
-        around (groups share their row's counts, each repeat instance starts its own)."""
-        by_name = node.by_name
-        for child_el in el:
-            if not isinstance(child_el.tag, str):
+        """One repeat row: its JSON, its link in the row around it, and its place in an expansion.
+        ``built`` maps KEYs to (row, link, whether its JSON is written out)."""
+        assert read_row.table is not None and read_row.parent_key is not None
+        node = self.tree.by_rel[read_row.table]
+        parent, parent_link, parent_shown = built[read_row.parent_key]
+        row_id = read_row.odata_id(instance_id)
+        row_link = f"{parent_link}/{node.relpath}('{row_id}')"
+        frame = self._group_frame(parent.data, node) if parent_shown else None
+        shown = frame is not None and self.selection.includes(node, self.table)
+        if shown:
+            assert frame is not None
+            frame[f"{node.name}@odata.navigationLink"] = f"{parent_link}/{node.relpath}"
+        data: dict[str, Any] = {"__id": row_id}
+        if node is self.table.node:  # a row of the table asked for names the row it belongs to
+            data[self.table.parent_id_key] = parent.id
+        data.update(self.frame(node))
+        row = Row(row_id, parent.id, data)
+        if node is self.table.node:
+            wanted.append(row)
+        elif self.expand and shown:
+            assert frame is not None
+            frame.setdefault(node.name, []).append(data)
+        self._fill(row, read_row, node)
+        written = node is self.table.node or (self.expand and shown)
+        built[read_row.key] = (row, row_link, written)
+
+    @staticmethod
+    def _group_frame(data: dict[str, Any], node: Node) -> dict[str, Any] | None:
+        """The object inside ``data`` that holds ``node`` (through its groups), if it is written."""
+        frame: Any = data
+        for step in node.group_steps:
+            frame = frame.get(step)
+            if not isinstance(frame, dict):
+                return None
+        return frame  # type: ignore[no-any-return]
+
+    def _fill(self, row: Row, read_row: TableRow, table_node: Node) -> None:
+        """The row's values: raw texts for ``$filter``, typed and redacted values in its JSON."""
+        by_rel = self.tree.by_rel
+        for rel, text in read_row.values.items():
+            node = by_rel.get(rel)
+            if node is None or node.field is None:
                 continue
-            child = by_name.get(etree.QName(child_el).localname)
-            if child is None or child.field is None:
-                continue
-            step = child.field.name
-            if child.repeat:
-                index = counts.get(child.opath, -1) + 1
-                counts[child.opath] = index
-                row_steps = [*steps, f"{step}#{index}"]
-                row_id = hashlib.sha1("%%".join(row_steps).encode("utf-8")).hexdigest()
-                row_link = f"{link}/{child.relpath}('{row_id}')"
-                shown = frame is not None and self.selection.includes(child, self.table)
-                if shown:
-                    assert frame is not None
-                    frame[f"{child.name}@odata.navigationLink"] = f"{link}/{child.relpath}"
-                data: dict[str, Any] = {"__id": row_id}
-                if child is self.table.node:  # a row of the table asked for names the row it belongs to
-                    data[self.table.parent_id_key] = row.id
-                data.update(self.frame(child))
-                inner = Row(row_id, row.id, data)
-                if child is self.table.node:
-                    wanted.append(inner)
-                elif self.expand and shown:
-                    assert frame is not None
-                    frame.setdefault(child.name, []).append(data)
-                self._walk(child_el, child, data, inner, row_link, row_steps, {}, wanted)
-            elif child.group:
-                inner_frame = frame.get(child.name) if frame is not None else None
-                self._walk(child_el, child, inner_frame, row, link, [*steps, f"{step}#"], counts, wanted)
-            elif child_el.text is not None:
-                text = row.texts.get(child.relpath, "") + child_el.text
-                row.texts[child.relpath] = text
-                if frame is not None and child.name in frame:
-                    frame[child.name] = odata_value(child.field, text, self.access, self.wkt)
+            row.texts[node.relpath] = text
+            frame = self._group_frame(row.data, node)
+            if frame is not None and node.name in frame:
+                frame[node.name] = odata_value(node.field, text, self.access, self.wkt)
 
     def finish(self, row: Row) -> dict[str, Any]:
         """The row as written: ``$select`` drops the ids and ``__system`` properties not asked for."""
