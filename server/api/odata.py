@@ -32,7 +32,7 @@ import binascii
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -44,13 +44,13 @@ from sqlalchemy.orm import Session
 from server import audit, db, errors
 from server.api import api
 from server.api.submissions import FormAccess, form_access, shown_identity
-from server.datasets import STREAM_BATCH, Filters, submissions_query
+from server.datasets import Filters, SubmissionRecord, records, submissions_query
 from server.datasets import odata_filter as of
 from server.datasets.export import AUDIT_ACTION as EXPORT_ACTION
-from server.datasets.odata_rows import Record, Row, RowFilter, Shaper, parse_select
+from server.datasets.odata_rows import Row, RowFilter, Shaper, parse_select
 from server.datasets.odata_schema import Table, Tree, edmx
 from server.datasets.redact import Access
-from server.models import MAX_ID, FormVersion, Submission
+from server.models import MAX_ID, Form, Submission
 
 SVC = "/projects/<int:project_id>/forms/<xml_form_id>.svc"
 ODATA_HEADERS = {"OData-Version": "4.0"}
@@ -120,31 +120,16 @@ def odata_metadata(project_id: int, xml_form_id: str) -> ResponseReturnValue:
 ODATA_FILTERS = Filters(include_rejected=True)
 
 
-def _records(session: Session, form_id: int, access: Access, stmt: Select[Any]) -> Iterator[Record]:
-    versions = dict(
-        session.execute(
-            select(FormVersion.id, FormVersion.version).where(FormVersion.form_id == form_id)
-        ).all()
-    )
-    for row in session.execute(stmt.execution_options(yield_per=STREAM_BATCH)):
-        (sid, iid, created, updated, state, deleted_at, _vid, _viid, xml, enc, fvid, device, app_user_id,
-         user_id, app_user_name, user_name, present, expected, count) = row  # fmt: skip
-        yield Record(
-            id=sid,
-            instance_id=iid,
-            created_at=created,
-            updated_at=updated,
-            deleted_at=deleted_at,
-            review_state=state,
-            xml=xml,
-            encrypted=bool(enc),
-            form_version=versions.get(fvid, ""),
-            device_id=shown_identity(access, device),
-            submitter_id=app_user_id if app_user_id is not None else user_id,
-            submitter_name=shown_identity(access, app_user_name if app_user_id is not None else user_name),
-            attachments_present=int(present or 0),
-            attachments_expected=int(expected or 0),
-            edits=max(int(count or 1) - 1, 0),
+def _records(session: Session, form_id: int, access: Access, stmt: Select[Any]) -> Iterator[SubmissionRecord]:
+    """The submissions of one page, read as every export reads them; device ids and submitter names
+    pseudonymised for a redacted requester."""
+    form = session.get(Form, form_id)
+    assert form is not None
+    for record in records(session, form, stmt):
+        yield replace(
+            record,
+            device_id=shown_identity(access, record.device_id),
+            submitter_name=shown_identity(access, record.submitter_name),
         )
 
 
@@ -361,7 +346,7 @@ class Page:
             stmt = stmt.limit(opts.top + 1)  # one more, to know whether a next page exists
         return stmt, python_skip
 
-    def wanted(self, record: Record, root: Row, row: Row) -> bool:
+    def wanted(self, record: SubmissionRecord, root: Row, row: Row) -> bool:
         target = self.target
         if target.row_id is not None and row.id != target.row_id:
             return False
@@ -369,7 +354,7 @@ class Page:
             return False
         return self.row_filter.passes(record, root, row)
 
-    def resumed(self, record: Record, index: int) -> bool:
+    def resumed(self, record: SubmissionRecord, index: int) -> bool:
         """False for the rows of a repeat table's first submission that the previous page sent."""
         token = self.options.token
         return token is None or self.on_root or record.id != token.get("s") or index >= token.get("n", 0)

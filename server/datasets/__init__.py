@@ -56,6 +56,7 @@ __all__ = [
     "iter_attachments",
     "iter_submissions",
     "parse_bound",
+    "records",
     "redact_value",
     "submissions_query",
 ]
@@ -119,7 +120,7 @@ class SubmissionRecord:
     created_at: dt.datetime
     updated_at: dt.datetime | None
     review_state: str
-    deleted: bool
+    deleted_at: dt.datetime | None
     version_id: int
     version_instance_id: str
     xml: str
@@ -229,13 +230,17 @@ def iter_submissions(
     filters = filters or Filters()
     project = session.get(Project, form.project_id)
     assert project is not None
+    return records(session, form, submissions_query(form, project, filters))
+
+
+def records(session: Session, form: Form, stmt: Select[Any]) -> Iterator[SubmissionRecord]:
+    """The rows of :func:`submissions_query` (as given, or with conditions added) as records, streamed."""
     version_names = dict(
         session.execute(
             select(FormVersion.id, FormVersion.version).where(FormVersion.form_id == form.id)
         ).all()
     )
-    result = _stream(session, submissions_query(form, project, filters))
-    for row in result:
+    for row in _stream(session, stmt):
         (sid, iid, created, updated, state, deleted_at, vid, viid, xml, enc, fvid, device, app_user_id,
          user_id, app_user_name, user_name, present, expected, versions) = row  # fmt: skip
         yield SubmissionRecord(
@@ -244,7 +249,7 @@ def iter_submissions(
             created_at=created,
             updated_at=updated,
             review_state=state,
-            deleted=deleted_at is not None,
+            deleted_at=deleted_at,
             version_id=vid,
             version_instance_id=viid,
             xml=xml,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from server.datasets import SubmissionRecord
 from server.datasets import odata_filter as of
 from server.datasets.odata_schema import Node, Table, Tree
 from server.datasets.reader import TableRow, UnreadableXml, read
@@ -159,49 +160,33 @@ def _filter_value(f: Field, text: str | None, access: Access) -> Any:
 # ---- one submission as rows ------------------------------------------------------------------------------
 
 
-@dataclass
-class Record:
-    id: int
-    instance_id: str
-    created_at: dt.datetime
-    updated_at: dt.datetime | None
-    deleted_at: dt.datetime | None
-    review_state: str
-    xml: str
-    encrypted: bool
-    form_version: str
-    device_id: str | None
-    submitter_id: int | None
-    submitter_name: str | None
-    attachments_present: int
-    attachments_expected: int
-    edits: int
+def system_json(record: SubmissionRecord) -> dict[str, Any]:
+    """``__system``: every key Central sends, in its order."""
+    return {
+        "submissionDate": iso(record.created_at),
+        "updatedAt": iso(record.updated_at),
+        "submitterId": None if record.submitter_id is None else str(record.submitter_id),
+        "submitterName": record.submitter_name,
+        "attachmentsPresent": record.attachments_present,
+        "attachmentsExpected": record.attachments_expected,
+        "status": "notDecrypted" if record.encrypted else None,
+        "reviewState": review_state_json(record.review_state),
+        "deviceId": record.device_id,
+        "edits": record.edits,
+        "formVersion": record.form_version,
+        "deletedAt": iso(record.deleted_at),
+    }
 
-    def system(self) -> dict[str, Any]:
-        return {
-            "submissionDate": iso(self.created_at),
-            "updatedAt": iso(self.updated_at),
-            "submitterId": None if self.submitter_id is None else str(self.submitter_id),
-            "submitterName": self.submitter_name,
-            "attachmentsPresent": self.attachments_present,
-            "attachmentsExpected": self.attachments_expected,
-            "status": "notDecrypted" if self.encrypted else None,
-            "reviewState": review_state_json(self.review_state),
-            "deviceId": self.device_id,
-            "edits": self.edits,
-            "formVersion": self.form_version,
-            "deletedAt": iso(self.deleted_at),
-        }
 
-    def system_value(self, name: str) -> Any:
-        """A ``__system`` value as ``$filter`` compares it (datetimes as datetimes)."""
-        if name == "submissionDate":
-            return self.created_at
-        if name == "updatedAt":
-            return self.updated_at
-        if name == "deletedAt":
-            return self.deleted_at
-        return self.system().get(name)
+def system_value(record: SubmissionRecord, name: str) -> Any:
+    """A ``__system`` value as ``$filter`` compares it (datetimes as datetimes)."""
+    if name == "submissionDate":
+        return record.created_at
+    if name == "updatedAt":
+        return record.updated_at
+    if name == "deletedAt":
+        return record.deleted_at
+    return system_json(record).get(name)
 
 
 @dataclass
@@ -283,12 +268,12 @@ class Shaper:
                 out[child.name] = None
         return out
 
-    def shape(self, record: Record) -> tuple[Row, list[Row]]:
+    def shape(self, record: SubmissionRecord) -> tuple[Row, list[Row]]:
         """(the submission's row, the rows of the requested table), from :mod:`server.datasets.reader`'s
         rows: each becomes its table's JSON, links and ``$expand`` nesting follow its parent."""
         link = f"Submissions('{quote(record.instance_id, safe=':')}')"
         data: dict[str, Any] = {"__id": record.instance_id}
-        data["__system"] = record.system()
+        data["__system"] = system_json(record)
         data.update(self.frame(self.tree.root))
         root = Row(record.instance_id, None, data)
         wanted: list[Row] = [root] if self.table.parent is None else []
@@ -418,7 +403,7 @@ class RowFilter:
     def needs_fields(self) -> bool:
         return self.node is not None and any(not m.path.startswith("__") for m in of.members(self.node))
 
-    def passes(self, record: Record, root: Row, row: Row) -> bool:
+    def passes(self, record: SubmissionRecord, root: Row, row: Row) -> bool:
         if self.node is None:
             return True
 
@@ -428,7 +413,7 @@ class RowFilter:
             if member.path == "__id":
                 return target.id
             if on_root and member.path.startswith("__system/"):
-                return record.system_value(member.path[9:])
+                return system_value(record, member.path[9:])
             if not on_root and member.path == self.table.parent_id_key:
                 return row.parent_id
             found = self._node(member)
