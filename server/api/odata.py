@@ -11,6 +11,10 @@
   (``$count``, ``$wkt``) are read in any case (pyodk sends ``True``). Without ``$top`` every row is sent,
   as Central does (pyodk reads no ``@odata.nextLink``); with ``$top`` a page ends with
   ``@odata.nextLink`` carrying a ``$skiptoken`` when more rows remain.
+- Order: newest first (received time, then id), as Central; a ``$skiptoken`` resumes after the
+  submission it names in that order.
+- The rows themselves are shaped in :mod:`server.datasets.odata_rows` from the one reader of
+  submissions (:mod:`server.datasets.reader`); this module is the HTTP side.
 - Which submissions: every submission not deleted, including rejected ones (filter them with
   ``__system/reviewState``), leaving out test submissions (test devices and test app users) as every
   Sarhad dataset does.

@@ -8,7 +8,10 @@
 - A repeat row's ``__id`` is Central's: the SHA-1 of ``Submissions#<instance id>`` and, for each group
   and repeat above and at the row, ``<name>#`` (group) or ``<name>#<n>`` (repeat, counted from 0 within
   the row around it), joined with ``%%`` — so ids, links and joins built against Central data still hold.
-  ``__Submissions[-repeat]-id`` names the row it belongs to.
+  ``__Submissions[-repeat]-id`` names the row it belongs to. A repeat's navigation link is written
+  where the submission has at least one of its rows (an empty repeat has none, as in Central);
+  geotraces and geoshapes carry ``properties.accuracies`` when a point has one.
+- Rows are built from :func:`server.datasets.reader.read`, the walk every export uses.
 """
 
 from __future__ import annotations
