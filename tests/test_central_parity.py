@@ -37,17 +37,12 @@ from tests.openrosa_setup import publish_xform
 CENTRAL_DATE = dt.datetime(2018, 1, 1, tzinfo=dt.UTC)
 
 
-@pytest.fixture
-def admin() -> None:
-    """Each case signs in its own project's administrator (see :class:`Case`)."""
-
-
 class Case:
     """One Central fixture: a project with the form, and its submissions sent through ingest."""
 
     count = 0
 
-    def __init__(self, live: Any, _admin: None, form_xml: str, *, version: str | None = "version") -> None:
+    def __init__(self, live: Any, form_xml: str, *, version: str | None = "version") -> None:
         Case.count += 1
         self.live = live
         self.project_id = make_project(live.database, f"central-{Case.count}")
@@ -124,8 +119,8 @@ SIMPLE_ROWS = [
 # ---- CSV: briefcase.js ---------------------------------------------------------------------------------
 
 
-def test_csv_simple_flat_table(live_server: Any, admin: None) -> None:
-    case = Case(live_server, admin, cf.MYTESTFORM)
+def test_csv_simple_flat_table(live_server: Any) -> None:
+    case = Case(live_server, cf.MYTESTFORM)
     _mytestform_rows(case, SIMPLE_ROWS)
     files = case.csv_files("mytestform")
     assert list(files) == ["mytestform.csv"]
@@ -137,8 +132,8 @@ def test_csv_simple_flat_table(live_server: Any, admin: None) -> None:
     assert case.get("mytestform/submissions.csv").content.decode() == files["mytestform.csv"]
 
 
-def test_csv_submitter_information(live_server: Any, admin: None) -> None:
-    case = Case(live_server, admin, cf.MYTESTFORM)
+def test_csv_submitter_information(live_server: Any) -> None:
+    case = Case(live_server, cf.MYTESTFORM)
     fixture_ids = {"daniela": 4, "hernando": 8, "lito": 15}
     users = {name: make_app_user(live_server.database, case.project_id, name) for name in fixture_ids}
     for (instance_id, data), name in reversed(list(zip(SIMPLE_ROWS, fixture_ids, strict=True))):
@@ -154,8 +149,8 @@ def test_csv_submitter_information(live_server: Any, admin: None) -> None:
     assert text == cf.CSV_EXPECTED["should attach submitter information if present"]["mytestform.csv"]
 
 
-def test_csv_edit_count(live_server: Any, admin: None) -> None:
-    case = Case(live_server, admin, cf.MYTESTFORM)
+def test_csv_edit_count(live_server: Any) -> None:
+    case = Case(live_server, cf.MYTESTFORM)
     previous = "one"
     case.submit('<data id="mytestform" version="version"><meta><instanceID>one</instanceID></meta>xml</data>')
     for n in (2, 3, 4):  # three edits, each naming the version it replaces
@@ -173,8 +168,8 @@ def test_csv_edit_count(live_server: Any, admin: None) -> None:
     assert text == expected.replace(",0,0,,,,3,", ",0,0,,edited,,3,")
 
 
-def test_csv_each_submission_form_version(live_server: Any, admin: None) -> None:
-    case = Case(live_server, admin, cf.MYTESTFORM, version="updated")
+def test_csv_each_submission_form_version(live_server: Any) -> None:
+    case = Case(live_server, cf.MYTESTFORM, version="updated")
     case.submit('<data id="mytestform" version="updated"><meta><instanceID>two</instanceID></meta>xml</data>')
     case.publish(cf.MYTESTFORM, "original")
     case.submit(
@@ -185,8 +180,8 @@ def test_csv_each_submission_form_version(live_server: Any, admin: None) -> None
     assert text == cf.CSV_EXPECTED["should list each submission form version"]["mytestform.csv"]
 
 
-def test_csv_decodes_xml_entities(live_server: Any, admin: None) -> None:
-    case = Case(live_server, admin, cf.MYTESTFORM)
+def test_csv_decodes_xml_entities(live_server: Any) -> None:
+    case = Case(live_server, cf.MYTESTFORM)
     _mytestform_rows(
         case, [("one", "<name>&#171;Alice&#187;</name><age>30</age><hometown>Seattle, WA</hometown>")]
     )
@@ -194,8 +189,8 @@ def test_csv_decodes_xml_entities(live_server: Any, admin: None) -> None:
     assert text == cf.CSV_EXPECTED["should decode xml entities for output"]["mytestform.csv"]
 
 
-def test_csv_geopoint_in_four_columns(live_server: Any, admin: None) -> None:
-    case = Case(live_server, admin, cf.GEOPOINT_FORM)
+def test_csv_geopoint_in_four_columns(live_server: Any) -> None:
+    case = Case(live_server, cf.GEOPOINT_FORM)
     _mytestform_rows(
         case,
         [
@@ -241,14 +236,14 @@ def _structured(case: Case, form_id: str, rows: list[tuple[str, str]]) -> None:
         ({"groupPaths": "false"}, "should leave out structure names if groupPaths = false"),
     ],
 )
-def test_csv_structures(live_server: Any, admin: None, params: dict[str, str], name: str) -> None:
-    case = Case(live_server, admin, cf.STRUCTUREDFORM)
+def test_csv_structures(live_server: Any, params: dict[str, str], name: str) -> None:
+    case = Case(live_server, cf.STRUCTUREDFORM)
     _structured(case, "structuredform", STRUCTURED_ROWS)
     assert case.csv_files("structuredform", **params) == cf.CSV_EXPECTED[name]
 
 
-def test_csv_single_level_repeats(live_server: Any, admin: None) -> None:
-    case = Case(live_server, admin, cf.SINGLEREPEAT)
+def test_csv_single_level_repeats(live_server: Any) -> None:
+    case = Case(live_server, cf.SINGLEREPEAT)
     _structured(
         case,
         "singlerepeat",
@@ -270,8 +265,8 @@ def test_csv_single_level_repeats(live_server: Any, admin: None) -> None:
     )
 
 
-def test_csv_nested_repeats(live_server: Any, admin: None) -> None:
-    case = Case(live_server, admin, cf.MULTIREPEAT)
+def test_csv_nested_repeats(live_server: Any) -> None:
+    case = Case(live_server, cf.MULTIREPEAT)
     _structured(
         case,
         "multirepeat",
@@ -292,10 +287,10 @@ def test_csv_nested_repeats(live_server: Any, admin: None) -> None:
     )
 
 
-def test_csv_path_prefix_extensions(live_server: Any, admin: None) -> None:
+def test_csv_path_prefix_extensions(live_server: Any) -> None:
     # Central's test names the form's output 'pathprefix' while the form says id="form": the form id is
     # set to the name the expected files carry.
-    case = Case(live_server, admin, cf.PATHPREFIX.replace('id="form"', 'id="pathprefix"'))
+    case = Case(live_server, cf.PATHPREFIX.replace('id="form"', 'id="pathprefix"'))
     _structured(
         case,
         "pathprefix",
@@ -309,8 +304,8 @@ def test_csv_path_prefix_extensions(live_server: Any, admin: None) -> None:
     assert case.csv_files("pathprefix") == cf.CSV_EXPECTED["should not be fooled by path prefix extensions"]
 
 
-def test_csv_ambiguous_repeat_names(live_server: Any, admin: None) -> None:
-    case = Case(live_server, admin, cf.AMBIGUOUS)
+def test_csv_ambiguous_repeat_names(live_server: Any) -> None:
+    case = Case(live_server, cf.AMBIGUOUS)
     _structured(
         case,
         "ambiguous",
@@ -332,15 +327,15 @@ def test_csv_ambiguous_repeat_names(live_server: Any, admin: None) -> None:
     )
 
 
-def test_csv_briefcase_all_data_types(live_server: Any, admin: None) -> None:
-    case = Case(live_server, admin, cf.ALL_DATA_TYPES, version=None)
+def test_csv_briefcase_all_data_types(live_server: Any) -> None:
+    case = Case(live_server, cf.ALL_DATA_TYPES, version=None)
     case.submit(cf.ALL_DATA_TYPES_INSTANCE)
     case.dated(dt.datetime(2018, 4, 26, 8, 58, 20, 525000, tzinfo=dt.UTC))
     assert case.csv_files("all-data-types") == cf.CSV_EXPECTED["briefcase replicated test: all-data-types"]
 
 
-def test_csv_briefcase_nested_repeats(live_server: Any, admin: None) -> None:
-    case = Case(live_server, admin, cf.NESTED_REPEATS, version=None)
+def test_csv_briefcase_nested_repeats(live_server: Any) -> None:
+    case = Case(live_server, cf.NESTED_REPEATS, version=None)
     # The instance names version 2018012404 of a form that has none (Central's unit test never checks);
     # a real server refuses that, so the instance is sent without it, as the expected FormVersion ('') says.
     case.submit(cf.NESTED_REPEATS_INSTANCE.replace(' version="2018012404"', ""))
@@ -348,11 +343,11 @@ def test_csv_briefcase_nested_repeats(live_server: Any, admin: None) -> None:
     assert case.csv_files("nested-repeats") == cf.CSV_EXPECTED["briefcase replicated test: nested-repeats"]
 
 
-def test_csv_encrypted_without_the_key(live_server: Any, admin: None) -> None:
+def test_csv_encrypted_without_the_key(live_server: Any) -> None:
     """xml.js's encrypted form and its two envelopes, exported without a key: Central's rows say
     ``not decrypted`` (its integration test ``should handle mixed[plaintext/encrypted] formdata (not
     decrypting)``), and ``media/`` holds the attachments only, never the encrypted submission itself."""
-    case = Case(live_server, admin, cf.ENCRYPTED, version=None)
+    case = Case(live_server, cf.ENCRYPTED, version=None)
     for envelope, photo in (
         (cf.ENCRYPTED_TWO, "1561432532482.jpg.enc"),
         (cf.ENCRYPTED_ONE, "1561432508817.jpg.enc"),
@@ -403,8 +398,8 @@ SYSTEM: dict[str, Any] = {
 class ODataCase(Case):
     """A case whose submissions come from odata.js's mock submitter, Alice (id 5 there)."""
 
-    def __init__(self, live: Any, admin: None, form_xml: str) -> None:
-        super().__init__(live, admin, form_xml, version=None)
+    def __init__(self, live: Any, form_xml: str) -> None:
+        super().__init__(live, form_xml, version=None)
         self.alice = make_app_user(live.database, self.project_id, "Alice")
 
     def send(self, *instances: str, device_id: str | None = None) -> None:
@@ -429,8 +424,8 @@ class ODataCase(Case):
         return row
 
 
-def test_odata_basic_submission(live_server: Any, admin: None) -> None:
-    case = ODataCase(live_server, admin, cf.SIMPLE)
+def test_odata_basic_submission(live_server: Any) -> None:
+    case = ODataCase(live_server, cf.SIMPLE)
     case.send(cf.instance("simple", "one", "<name>Alice</name><age>30</age>"))
     assert case.rows("simple") == [
         {"__id": "one", "__system": SYSTEM, "meta": {"instanceID": "one"}, "name": "Alice", "age": 30}
@@ -441,10 +436,10 @@ def test_odata_basic_submission(live_server: Any, admin: None) -> None:
     ]
 
 
-def test_odata_system_review_state_and_device(live_server: Any, admin: None) -> None:
+def test_odata_system_review_state_and_device(live_server: Any) -> None:
     """ "should set the correct review state" and "... deviceId", read as ``$select=__id,__system``
     (odata.js gives no fields, so its rows hold only those two)."""
-    case = ODataCase(live_server, admin, cf.SIMPLE)
+    case = ODataCase(live_server, cf.SIMPLE)
     case.send(cf.instance("simple", "test", "<name>Alice</name><age>30</age>"), device_id="cool device")
     assert case.rows("simple", **{"$select": "__id,__system"}) == [
         {"__id": "test", "__system": {**SYSTEM, "deviceId": "cool device"}}
@@ -469,8 +464,8 @@ def test_odata_system_review_state_and_device(live_server: Any, admin: None) -> 
     }
 
 
-def test_odata_navigation_links_for_repeats(live_server: Any, admin: None) -> None:
-    case = ODataCase(live_server, admin, cf.WITHREPEAT)
+def test_odata_navigation_links_for_repeats(live_server: Any) -> None:
+    case = ODataCase(live_server, cf.WITHREPEAT)
     case.send(cf.WITHREPEAT_TWO)
     # odata.js's mock row has no form version; the real withrepeat form is version 1.0 (orx:version)
     assert case.rows("withrepeat") == [
@@ -485,10 +480,10 @@ def test_odata_navigation_links_for_repeats(live_server: Any, admin: None) -> No
     ]
 
 
-def test_odata_subtable_rows_within_repeats(live_server: Any, admin: None) -> None:
+def test_odata_subtable_rows_within_repeats(live_server: Any) -> None:
     """ "should extract subtable rows within repeats": odata.js's row is withrepeat.two's XML under the
     instance id 'two', so the instance is sent with that instanceID."""
-    case = ODataCase(live_server, admin, cf.WITHREPEAT)
+    case = ODataCase(live_server, cf.WITHREPEAT)
     case.send(cf.WITHREPEAT_TWO.replace(">rtwo<", ">two<"))
     assert case.rows("withrepeat", "Submissions.children.child") == [
         {
@@ -543,11 +538,11 @@ DOUBLE_TOYS = [
 ]
 
 
-def test_odata_double_repeat_subtables(live_server: Any, admin: None) -> None:
+def test_odata_double_repeat_subtables(live_server: Any) -> None:
     """ "should return navigation links to repeats within a subtable result set", "should return
     second-order subtable results" (twice: all of it, then ``$select=name`` with ids), "should return all
     IDs if __id is requested"."""
-    case = ODataCase(live_server, admin, cf.DOUBLE_REPEAT)
+    case = ODataCase(live_server, cf.DOUBLE_REPEAT)
     case.send(cf.DOUBLE_REPEAT_DOUBLE)
     assert case.rows("doubleRepeat", "Submissions.children.child") == DOUBLE_CHILDREN
     toys = [{"__id": i, "__Submissions-children-child-id": p, "name": n} for i, p, n in DOUBLE_TOYS]
@@ -558,11 +553,11 @@ def test_odata_double_repeat_subtables(live_server: Any, admin: None) -> None:
     assert ids_only == [{"__id": c["__id"], "__Submissions-id": "double"} for c in DOUBLE_CHILDREN]
 
 
-def test_odata_expand_all_repeats(live_server: Any, admin: None) -> None:
+def test_odata_expand_all_repeats(live_server: Any) -> None:
     """ "should expand all repeat tables for $expand=*": odata.js runs doubleRepeat.double's XML under
     the instance id 'two', so the instance is sent with that instanceID (and meta says 'two', where
     odata.js's mock, whose XML was not changed, says 'double')."""
-    case = ODataCase(live_server, admin, cf.DOUBLE_REPEAT)
+    case = ODataCase(live_server, cf.DOUBLE_REPEAT)
     case.send(cf.DOUBLE_REPEAT_DOUBLE.replace(">double<", ">two<"))
 
     def toy(id_: str, name: str) -> dict[str, str]:
@@ -715,14 +710,13 @@ GEO_CASES = [
 )
 def test_odata_geo_values(
     live_server: Any,
-    admin: None,
     name: str,
     fields: list[tuple[str, str]],
     data: str,
     params: dict[str, str],
     values: dict[str, Any],
 ) -> None:
-    case = ODataCase(live_server, admin, _geo_form("geo", fields))
+    case = ODataCase(live_server, _geo_form("geo", fields))
     instance_id = {"$wkt": "wkt"}.get(next(iter(params), ""), "geojson" if "geojson" in name else "geo")
     case.send(cf.instance("geo", instance_id, data))
     selected = ",".join(["__id", "__system", *(n for n, _ in fields)])
@@ -734,10 +728,10 @@ def test_odata_geo_values(
 # ---- newest first, and paging ----------------------------------------------------------------------------
 
 
-def test_odata_newest_first_paging(live_server: Any, admin: None) -> None:
+def test_odata_newest_first_paging(live_server: Any) -> None:
     """xml.js's simple one, two, three sent in that order: ``$top=2`` gives three and two and a next link
     that gives one; ``$skip`` counts from the newest. Equal dates fall back to the id, newest first."""
-    case = ODataCase(live_server, admin, cf.SIMPLE)
+    case = ODataCase(live_server, cf.SIMPLE)
     people = {"one": ("Alice", 30), "two": ("Bob", 34), "three": ("Chelsea", 38)}
     case.send(*(cf.instance("simple", i, f"<name>{n}</name><age>{a}</age>") for i, (n, a) in people.items()))
 
@@ -766,9 +760,9 @@ def test_odata_newest_first_paging(live_server: Any, admin: None) -> None:
     assert csv_keys == ["three", "two", "one"]
 
 
-def test_odata_newest_first_by_received_time(live_server: Any, admin: None) -> None:
+def test_odata_newest_first_by_received_time(live_server: Any) -> None:
     """Received time comes first, the id only breaks ties: a submission given an earlier time sorts last."""
-    case = ODataCase(live_server, admin, cf.SIMPLE)
+    case = ODataCase(live_server, cf.SIMPLE)
     case.send(*(cf.instance("simple", i, "<name>x</name>") for i in ("one", "two", "three")))
     with live_server.database.write() as w:
         w.session.execute(
@@ -782,12 +776,12 @@ def test_odata_newest_first_by_received_time(live_server: Any, admin: None) -> N
     assert [r["__id"] for r in after["value"]] == ["one"]
 
 
-def test_odata_metadata_system_type_is_centrals(live_server: Any, admin: None) -> None:
+def test_odata_metadata_system_type_is_centrals(live_server: Any) -> None:
     """``org.opendatakit.submission.metadata`` has Central's properties, types and order
     (lib/formats/odata.js's EDMX template)."""
     from lxml import etree
 
-    case = ODataCase(live_server, admin, cf.SIMPLE)
+    case = ODataCase(live_server, cf.SIMPLE)
     edmx = etree.fromstring(case.get("simple.svc/$metadata").content)
     edm = "{http://docs.oasis-open.org/odata/ns/edm}"
     (schema,) = [s for s in edmx.iter(f"{edm}Schema") if s.get("Namespace") == "org.opendatakit.submission"]
