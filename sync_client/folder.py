@@ -19,11 +19,11 @@ from pathlib import Path
 
 from lxml import etree
 
+from server import safe_xml
 from sync_client.sources import HubItem
 
 COLLECT_FILES = Path("Android/data/org.odk.collect.android/files")
 DRAFT_STATES = {"incomplete", "invalid", "valid"}  # saved but not finalised
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,9 @@ def _read_instance(folder: Path, result: FolderScan) -> Instance | None:
         xml_path = xmls[0]
     data = xml_path.read_bytes()
     try:
-        tree = etree.fromstring(data, _PARSER)
-    except etree.XMLSyntaxError as exc:
-        result.unreadable.append((folder, f"the XML does not parse ({exc.msg})"))
+        tree = safe_xml.parse(data)
+    except safe_xml.UnsafeXml as exc:
+        result.unreadable.append((folder, f"the XML does not parse ({exc})"))
         return None
     form_id, instance_id = tree.get("id"), _text(tree, "instanceID")
     if not form_id or not instance_id:

@@ -5,7 +5,8 @@ The form has a group, a select_multiple, a geopoint, a repeat holding a group ho
 photo, and two versions (``old_q`` only in version 1, ``new_q`` only in version 2). Central's rules:
 root columns SubmissionDate, fields by group path joined with ``-`` (repeats left out), then KEY ...
 FormVersion; repeat tables with paths relative to the repeat, then PARENT_KEY and KEY
-(``uuid:x/person[1]/details/phone[2]``); geopoints split in four; media in ``media/``.
+(``uuid:x/person[1]/details/phone[2]``); geopoints split in four; media in ``media/``; submissions
+newest first, each one's repeat rows in document order.
 """
 
 from __future__ import annotations
@@ -73,27 +74,27 @@ DEVICE = "collect:test0000000000"
 META = "KEY,SubmitterID,SubmitterName,AttachmentsPresent,AttachmentsExpected,Status,ReviewState,DeviceID,Edits,FormVersion"
 
 ROOT = f'''SubmissionDate,name,hh-size,hh-colours,loc-Latitude,loc-Longitude,loc-Altitude,loc-Accuracy,photo,new_q,meta-instanceID,{META}
-DATE,"Anvar, ""the elder""",4,red blue,38.55,68.78,812.5,4.2,a.jpg,,uuid:one,uuid:one,,,1,1,,,{DEVICE},0,1
 DATE,Bahrom,,green,,,,,,new,uuid:two,uuid:two,,,0,0,,,{DEVICE},0,2
+DATE,"Anvar, ""the elder""",4,red blue,38.55,68.78,812.5,4.2,a.jpg,,uuid:one,uuid:one,,,1,1,,,{DEVICE},0,1
 '''
 ROOT_DELETED_FIELDS = f'''SubmissionDate,name,hh-size,hh-colours,loc-Latitude,loc-Longitude,loc-Altitude,loc-Accuracy,photo,new_q,meta-instanceID,old_q,{META}
+DATE,Bahrom,,green,,,,,,new,uuid:two,,uuid:two,,,0,0,,,{DEVICE},0,2
 DATE,"Anvar, ""the elder""",4,red blue,38.55,68.78,812.5,4.2,a.jpg,,uuid:one,"multi
 line",uuid:one,,,1,1,,,{DEVICE},0,1
-DATE,Bahrom,,green,,,,,,new,uuid:two,,uuid:two,,,0,0,,,{DEVICE},0,2
 '''
 ROOT_SPLIT_NO_GROUPS = f'''SubmissionDate,name,size,colours,colours/blue,colours/green,colours/red,loc-Latitude,loc-Longitude,loc-Altitude,loc-Accuracy,photo,new_q,instanceID,{META}
-DATE,"Anvar, ""the elder""",4,red blue,1,0,1,38.55,68.78,812.5,4.2,a.jpg,,uuid:one,uuid:one,,,1,1,,,{DEVICE},0,1
 DATE,Bahrom,,green,0,1,0,,,,,,new,uuid:two,uuid:two,,,0,0,,,{DEVICE},0,2
+DATE,"Anvar, ""the elder""",4,red blue,1,0,1,38.55,68.78,812.5,4.2,a.jpg,,uuid:one,uuid:one,,,1,1,,,{DEVICE},0,1
 '''
 PERSON = """pname,details-age,PARENT_KEY,KEY
+Bahrom,7,uuid:two,uuid:two/person[1]
 Anvar,40,uuid:one,uuid:one/person[1]
 Zarina,35,uuid:one,uuid:one/person[2]
-Bahrom,7,uuid:two,uuid:two/person[1]
 """
 PHONE = """number,PARENT_KEY,KEY
+333,uuid:two/person[1],uuid:two/person[1]/details/phone[1]
 111,uuid:one/person[1],uuid:one/person[1]/details/phone[1]
 222,uuid:one/person[1],uuid:one/person[1]/details/phone[2]
-333,uuid:two/person[1],uuid:two/person[1]/details/phone[1]
 """
 _DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z,", re.MULTILINE)
 
@@ -224,7 +225,7 @@ def test_a_missing_file_does_not_spoil_the_export(live_server: Any) -> None:
     files = _files(reply)
     assert "media/a.jpg" not in files and files["layout-person.csv"].decode() == PERSON.splitlines(
         keepends=True
-    )[0] + "".join(PERSON.splitlines(keepends=True)[1:3])
+    )[0] + "".join(PERSON.splitlines(keepends=True)[2:4])
 
 
 @pytest.mark.parametrize(
@@ -232,7 +233,7 @@ def test_a_missing_file_does_not_spoil_the_export(live_server: Any) -> None:
     [
         ("csv.zip", "application/zip", b"PK"),
         ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", b"PK"),
-        ("jsonl", "application/x-ndjson; charset=utf-8", b'{"__id": "uuid:one"'),
+        ("jsonl", "application/x-ndjson; charset=utf-8", b'{"__id": "uuid:two"'),
         ("geojson", "application/geo+json; charset=utf-8", b'{"type":"FeatureCollection"'),
     ],
 )

@@ -78,7 +78,7 @@ def test_corpus_form_exports(corpus_dir: Path, app: Any, database: Any, filename
         for sheet, table in zip(book.worksheets, tables, strict=False):
             assert sheet.max_row - 1 == counts[table.name]
         lines = _export(database, form_pk, "jsonl").decode().splitlines()
-        assert [json.loads(line)["__id"] for line in lines] == [iid for _, iid, _ in instances]
+        assert [json.loads(line)["__id"] for line in lines] == [iid for _, iid, _ in reversed(instances)]
         assert xml_form_id
 
 

@@ -80,18 +80,19 @@ def _ids(filtered: dict[str, Any], query: str = "") -> list[str]:
 
 
 def test_default_leaves_out_rejected_deleted_and_test_submissions(filtered: dict[str, Any]) -> None:
-    assert _ids(filtered) == ["uuid:f1", "uuid:f2"]
+    # newest first, as Central
+    assert _ids(filtered) == ["uuid:f2", "uuid:f1"]
 
 
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("?includeRejected=true", ["uuid:f1", "uuid:f2", "uuid:f3"]),
-        ("?includeDeleted=true", ["uuid:f1", "uuid:f2", "uuid:f4"]),
-        ("?includeTest=true", ["uuid:f1", "uuid:f2", "uuid:f5", "uuid:f6"]),
+        ("?includeRejected=true", ["uuid:f3", "uuid:f2", "uuid:f1"]),
+        ("?includeDeleted=true", ["uuid:f4", "uuid:f2", "uuid:f1"]),
+        ("?includeTest=true", ["uuid:f6", "uuid:f5", "uuid:f2", "uuid:f1"]),
         ("?reviewState=approved", ["uuid:f2"]),
-        ("?reviewState=received,rejected", ["uuid:f1", "uuid:f3"]),
-        ("?since=2000-01-01&until=2099-01-01", ["uuid:f1", "uuid:f2"]),
+        ("?reviewState=received,rejected", ["uuid:f3", "uuid:f1"]),
+        ("?since=2000-01-01&until=2099-01-01", ["uuid:f2", "uuid:f1"]),
     ],
 )
 def test_filters(filtered: dict[str, Any], query: str, expected: list[str]) -> None:
@@ -104,7 +105,7 @@ def test_dates_bound_the_received_time(filtered: dict[str, Any]) -> None:
     today = dt.datetime.now(dt.UTC).date().isoformat()
     assert _ids(filtered, f"?since={tomorrow}") == []
     assert _ids(filtered, f"?until={yesterday}") == []
-    assert _ids(filtered, f"?until={today}") == ["uuid:f1", "uuid:f2"]  # a date includes its whole day
+    assert _ids(filtered, f"?until={today}") == ["uuid:f2", "uuid:f1"]  # a date includes its whole day
 
 
 def test_conflicts_are_listed_not_merged(filtered: dict[str, Any]) -> None:

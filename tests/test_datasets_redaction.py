@@ -94,13 +94,16 @@ def _zip(people: dict[str, Any], who: str, path: str, project: str = "project") 
 
 
 def _rows(data: bytes) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+    """The rows of a CSV, oldest submission first (exports list the newest first, as Central)."""
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))[::-1]
 
 
 def test_admin_gets_raw_values_and_every_file(people: dict[str, Any]) -> None:
     files = _zip(people, "admin", "submissions.csv.zip")
     rows = _rows(files["people.csv"])
     assert [r["name"] for r in rows] == ["Gulnora", "  gulnora  "]  # the test app user's row is left out
+    newest_first = list(csv.DictReader(io.StringIO(files["people.csv"].decode("utf-8"))))
+    assert [r["name"] for r in newest_first] == ["  gulnora  ", "Gulnora"]
     assert rows[0]["story"] == "He said Gulnora was there"
     assert rows[0]["home-Latitude"] == "38.5612" and rows[0]["home-Accuracy"] == "5"
     assert rows[0]["SubmitterName"] == "Facilitator Nodira"

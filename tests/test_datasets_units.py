@@ -1,9 +1,10 @@
 # ruff: noqa: E501 — the XLSForm table is written out as it is.
 """The pure parts of the datasets pipeline, on XML strings: schema and labels, merging versions,
-flattening, cleaning checks and redaction rules."""
+reading (server.datasets.reader), cleaning checks and redaction rules."""
 
 from __future__ import annotations
 
+import hashlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from pyxform.xls2xform import convert
 
 from server.datasets.clean import clean_values, compile_constraint, normalise
-from server.datasets.flatten import flatten
+from server.datasets.reader import read
 from server.datasets.redact import Access, Treatment, access_for_role, pseudonym, redact_value
 from server.datasets.schema import Field, build_schema, lang_code, merge_fields
 from server.errors import Problem
@@ -87,14 +88,14 @@ def test_versions_merge_as_central_does() -> None:
     assert merged == ["/a", "/g", "/g/x", "/g/gone", "/b", "/c", "/dropped"]
 
 
-def test_flatten_keys_nested_repeats_and_ignores_unknown_elements() -> None:
+def test_reader_keys_nested_repeats_and_ignores_unknown_elements() -> None:
     schema = _schema()
     xml = (
         '<data xmlns:orx="http://openrosa.org/xforms" id="units"><name>A</name><unknown><name>X</name></unknown>'
         "<g><r><m>one</m><n><item>i1</item></n><n><item>i2</item></n></r><r><m>two</m><n><item>i3</item></n></r></g>"
         "<orx:meta><orx:instanceID>uuid:u</orx:instanceID></orx:meta></data>"
     )
-    rows = list(flatten(xml, schema.by_rel, "uuid:u"))
+    rows = list(read(xml, schema.by_rel, "uuid:u"))
     assert rows[0].values == {"/name": "A", "/meta/instanceID": "uuid:u"}
     assert [(r.table, r.key, r.parent_key) for r in rows[1:]] == [
         ("/g/r", "uuid:u/g/r[1]", "uuid:u"),
@@ -104,6 +105,22 @@ def test_flatten_keys_nested_repeats_and_ignores_unknown_elements() -> None:
         ("/g/r/n", "uuid:u/g/r[2]/n[1]", "uuid:u/g/r[2]"),
     ]
     assert rows[3].values == {"/g/r/n/item": "i2"}
+    # Central's OData ids: SHA-1 of the instance id and the groups/repeats (counted from 0) above the row
+    sha1 = lambda text: hashlib.sha1(text.encode()).hexdigest()  # noqa: E731
+    assert rows[0].odata_id("uuid:u") == "uuid:u"
+    assert rows[1].odata_id("uuid:u") == sha1("Submissions#uuid:u%%g#%%r#0")
+    assert rows[3].odata_id("uuid:u") == sha1("Submissions#uuid:u%%g#%%r#0%%n#1")
+    assert rows[4].odata_id("uuid:u") == sha1("Submissions#uuid:u%%g#%%r#1")
+
+
+def test_reader_counts_repeats_across_a_group_met_twice() -> None:
+    schema = _schema()
+    xml = '<data id="units"><g><r><m>one</m></r></g><g><r><m>two</m></r></g></data>'
+    rows = list(read(xml, schema.by_rel, "uuid:u"))
+    assert [(r.key, r.values) for r in rows[1:]] == [
+        ("uuid:u/g/r[1]", {"/g/r/m": "one"}),
+        ("uuid:u/g/r[2]", {"/g/r/m": "two"}),
+    ]
 
 
 def test_cleaning_flags_and_never_fixes() -> None:

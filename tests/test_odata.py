@@ -191,13 +191,14 @@ def test_submission_rows_are_typed_and_streamed(survey: Survey) -> None:
     assert "Content-Length" not in reply.headers  # streamed, not built whole in memory
     body = reply.json()
     assert body["@odata.context"] == survey.form_url(".svc/$metadata#Submissions")
-    assert ids(body) == ["uuid:s-1", "uuid:s-2", "uuid:s-3"]  # the test app user's is left out
-    first, second = body["value"][0], body["value"][1]
+    # newest first, as Central; the test app user's is left out
+    assert ids(body) == ["uuid:s-3", "uuid:s-2", "uuid:s-1"]
+    first, second = body["value"][2], body["value"][1]
     system = first["__system"]
-    assert set(system) == {
+    assert list(system) == [
         "submissionDate", "updatedAt", "submitterId", "submitterName", "attachmentsPresent",
-        "attachmentsExpected", "status", "reviewState", "deviceId", "edits", "formVersion",
-    }  # fmt: skip
+        "attachmentsExpected", "status", "reviewState", "deviceId", "edits", "formVersion", "deletedAt",
+    ]  # fmt: skip
     assert system["submitterName"] == "Facilitator Nodira" and isinstance(system["submitterId"], str)
     assert (system["attachmentsPresent"], system["attachmentsExpected"]) == (2, 2)
     assert (system["reviewState"], system["deviceId"], system["edits"], system["formVersion"]) == (
@@ -225,11 +226,11 @@ def test_submission_rows_are_typed_and_streamed(survey: Survey) -> None:
 
 def test_wkt(survey: Survey) -> None:
     body = rows(survey, **{"$wkt": "True", "$select": "where"})
-    assert [r["where"] for r in body["value"]] == ["POINT (68.7734 38.5612 800)", None, "POINT (69.8 37.9)"]
+    assert [r["where"] for r in body["value"]] == ["POINT (69.8 37.9)", None, "POINT (68.7734 38.5612 800)"]
 
 
 def test_analyst_rows_are_redacted_and_filters_see_only_pseudonyms(survey: Survey) -> None:
-    first = rows(survey, who="analyst")["value"][0]
+    first = rows(survey, who="analyst")["value"][-1]
     assert first["respondent"] == pseudonym(survey.key, "Alice")
     assert first["phone"] == pseudonym(survey.key, "900123")
     assert first["idcard"] is None
@@ -246,30 +247,31 @@ def test_analyst_rows_are_redacted_and_filters_see_only_pseudonyms(survey: Surve
 
 def test_repeat_tables_and_expand(survey: Survey) -> None:
     visits = rows(survey, "Submissions.visit")["value"]
+    # repeat rows follow their submissions, newest first, and keep their own order within one
     assert [(v["place"], v["__Submissions-id"]) for v in visits] == [
+        ("Kulob", "uuid:s-3"),
         ("Dushanbe", "uuid:s-1"),
         ("Khujand", "uuid:s-1"),
-        ("Kulob", "uuid:s-3"),
     ]
     assert len({v["__id"] for v in visits}) == 3
     people = rows(survey, "Submissions.visit.person")["value"]
-    assert [p["years"] for p in people] == [40, 41, 70]
+    assert [p["years"] for p in people] == [70, 40, 41]
     assert [p["__Submissions-visit-id"] for p in people] == [
         visits[0]["__id"],
-        visits[0]["__id"],
-        visits[2]["__id"],
+        visits[1]["__id"],
+        visits[1]["__id"],
     ]
-    expanded = rows(survey, **{"$expand": "*", "$select": "__id,visit"})["value"][0]
+    expanded = rows(survey, **{"$expand": "*", "$select": "__id,visit"})["value"][-1]
     assert [v["place"] for v in expanded["visit"]] == ["Dushanbe", "Khujand"]
     assert [p["years"] for p in expanded["visit"][0]["person"]] == [40, 41]
-    assert expanded["visit"][0]["__id"] == visits[0]["__id"]
+    assert expanded["visit"][0]["__id"] == visits[1]["__id"]
     bad = survey.get(".svc/Submissions", params={"$expand": "visit"})
     assert bad.status_code == 400
 
 
 def test_navigation_links_lead_to_the_rows(survey: Survey) -> None:
     root = survey.form_url(".svc/")
-    first = rows(survey)["value"][0]
+    first = rows(survey)["value"][-1]
     visits = requests.get(
         urljoin(root, first["visit@odata.navigationLink"]), headers=survey.users["admin"].headers, timeout=30
     )
@@ -328,11 +330,11 @@ def test_next_links_page_through_every_row_once(
 
 
 def test_top_skip_count_and_order(survey: Survey) -> None:
-    assert ids(rows(survey, **{"$skip": 1})) == ["uuid:s-2", "uuid:s-3"]
+    assert ids(rows(survey, **{"$skip": 1})) == ["uuid:s-2", "uuid:s-1"]
     page = rows(survey, **{"$skip": 1, "$top": 1, "$count": "TRUE"})
     assert ids(page) == ["uuid:s-2"] and page["@odata.count"] == 3 and "@odata.nextLink" in page
     last = rows(survey, **{"$skip": 2, "$top": 5})
-    assert ids(last) == ["uuid:s-3"] and "@odata.nextLink" not in last
+    assert ids(last) == ["uuid:s-1"] and "@odata.nextLink" not in last
     assert rows(survey, **{"$top": 0})["value"] == []
     newest = rows(survey, **{"$orderby": "__system/submissionDate desc", "$select": "__id"})
     assert ids(newest) == ["uuid:s-3", "uuid:s-2", "uuid:s-1"]
@@ -345,14 +347,14 @@ def test_top_skip_count_and_order(survey: Survey) -> None:
 @pytest.mark.parametrize(
     ("expr", "expected"),
     [
-        ("age gt 20", ["uuid:s-1", "uuid:s-3"]),
+        ("age gt 20", ["uuid:s-3", "uuid:s-1"]),
         ("not (age gt 20)", ["uuid:s-2"]),
         ("age ge 17 and score eq null", ["uuid:s-2"]),
-        ("where ne null and year(__system/submissionDate) ge 2000", ["uuid:s-1", "uuid:s-3"]),
+        ("where ne null and year(__system/submissionDate) ge 2000", ["uuid:s-3", "uuid:s-1"]),
         ("__system/submissionDate lt 2000-01-01", []),
         (
             "__system/submissionDate ge 2000-01-01T00:00:00Z and __system/reviewState eq null",
-            ["uuid:s-1", "uuid:s-2", "uuid:s-3"],
+            ["uuid:s-3", "uuid:s-2", "uuid:s-1"],
         ),
         ("__system/reviewState eq 'approved'", []),
         ("seen eq 2026-01-05", ["uuid:s-1"]),
@@ -393,8 +395,8 @@ def test_review_state_filter_includes_rejected(survey: Survey) -> None:
         assert ids(rejected) == ["uuid:s-2"]
         assert rejected["value"][0]["__system"]["reviewState"] == "rejected"
         assert ids(rows(survey, **{"$filter": "__system/reviewState ne 'rejected'"})) == [
-            "uuid:s-1",
             "uuid:s-3",
+            "uuid:s-1",
         ]
         assert rows(survey, **{"$filter": "__system/updatedAt ne null"})["value"][0]["__id"] == "uuid:s-2"
     finally:
@@ -402,7 +404,7 @@ def test_review_state_filter_includes_rejected(survey: Survey) -> None:
 
 
 def test_select(survey: Survey) -> None:
-    first = rows(survey, **{"$select": "__id,age,grp/note,__system/reviewState"})["value"][0]
+    first = rows(survey, **{"$select": "__id,age,grp/note,__system/reviewState"})["value"][-1]
     assert first == {
         "__id": "uuid:s-1",
         "__system": {"reviewState": None},
@@ -412,8 +414,8 @@ def test_select(survey: Survey) -> None:
     assert rows(survey, **{"$select": "age"})["value"][1] == {"age": 17}
     assert rows(survey, **{"$select": "*"})["value"] == rows(survey)["value"]
     system = rows(survey, **{"$select": "__system"})["value"][0]
-    assert list(system) == ["__system"] and len(system["__system"]) == 11
-    visit = rows(survey, "Submissions.visit", **{"$select": "place,__Submissions-id"})["value"][0]
+    assert list(system) == ["__system"] and len(system["__system"]) == 12
+    visit = rows(survey, "Submissions.visit", **{"$select": "place,__Submissions-id"})["value"][1]
     assert visit == {"__Submissions-id": "uuid:s-1", "place": "Dushanbe"}
     unknown = survey.get(".svc/Submissions", params={"$select": "age,nope"})
     assert unknown.status_code == 400 and unknown.json()["code"] == "400.19"

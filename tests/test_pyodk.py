@@ -170,12 +170,12 @@ def test_pyodk_end_to_end(pyodk_python: Path, server_process: Any, make_env: Any
     assert out["submissions"] == ["uuid:s-1", "uuid:s-2", "uuid:s-3", "uuid:s-9"]
     assert out["one"][0] == "uuid:s-1" and isinstance(out["one"][1], int)
     page = out["page"]
-    assert page["value"] == [{"__id": "uuid:s-1", "age": 30, "grp": {"note": "first"}}]
+    assert page["value"] == [{"__id": "uuid:s-3", "age": 45, "grp": {"note": None}}]  # newest first
     assert page["@odata.count"] == 2 and "$skiptoken" in page["@odata.nextLink"]
     assert [r["__id"] for r in out["skip"]] == ["uuid:s-2"]
-    assert [r["where"] for r in out["wkt"]] == ["POINT (68.7734 38.5612 800)", None, "POINT (69.8 37.9)"]
-    assert [v["place"] for v in out["expand"]] == ["Dushanbe", "Khujand"]
-    assert [p["years"] for p in out["repeat"]["value"]] == [40, 41, 70]
+    assert [r["where"] for r in out["wkt"]] == ["POINT (69.8 37.9)", None, "POINT (68.7734 38.5612 800)"]
+    assert [v["place"] for v in out["expand"]] == ["Kulob"]
+    assert [p["years"] for p in out["repeat"]["value"]] == [70, 40, 41]
     assert out["uploaded"] is True
     # A coordinator of a project that keeps personal data from coordinators: the ID card is withheld.
     assert out["attachments"] == [["p1.jpg", True]]

@@ -11,8 +11,8 @@ from marshmallow import Schema, fields
 
 from server import auth, db
 from server.api import api
-from server.api.odata_schema import odata_name
 from server.api.schemas import iso, load_json
+from server.datasets.odata_schema import odata_name
 from server.entities.lists import add_property, create_entity_list, find_entity_list, list_entity_lists
 from server.models import EntityList
 from server.projects import find_project

@@ -11,6 +11,10 @@
   (``$count``, ``$wkt``) are read in any case (pyodk sends ``True``). Without ``$top`` every row is sent,
   as Central does (pyodk reads no ``@odata.nextLink``); with ``$top`` a page ends with
   ``@odata.nextLink`` carrying a ``$skiptoken`` when more rows remain.
+- Order: newest first (received time, then id), as Central; a ``$skiptoken`` resumes after the
+  submission it names in that order.
+- The rows themselves are shaped in :mod:`server.datasets.odata_rows` from the one reader of
+  submissions (:mod:`server.datasets.reader`); this module is the HTTP side.
 - Which submissions: every submission not deleted, including rejected ones (filter them with
   ``__system/reviewState``), leaving out test submissions (test devices and test app users) as every
   Sarhad dataset does.
@@ -32,25 +36,25 @@ import binascii
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from flask import Response, request, stream_with_context
 from flask.typing import ResponseReturnValue
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from server import audit, db, errors
 from server.api import api
-from server.api.odata_rows import Record, Row, RowFilter, Shaper, parse_select
-from server.api.odata_schema import Table, Tree, edmx
 from server.api.submissions import FormAccess, form_access, shown_identity
-from server.datasets import STREAM_BATCH, Filters, submissions_query
+from server.datasets import Filters, SubmissionRecord, records, submissions_query
 from server.datasets import odata_filter as of
 from server.datasets.export import AUDIT_ACTION as EXPORT_ACTION
+from server.datasets.odata_rows import Row, RowFilter, Shaper, parse_select
+from server.datasets.odata_schema import Table, Tree, edmx
 from server.datasets.redact import Access
-from server.models import MAX_ID, FormVersion, Submission
+from server.models import MAX_ID, Form, Submission
 
 SVC = "/projects/<int:project_id>/forms/<xml_form_id>.svc"
 ODATA_HEADERS = {"OData-Version": "4.0"}
@@ -120,30 +124,16 @@ def odata_metadata(project_id: int, xml_form_id: str) -> ResponseReturnValue:
 ODATA_FILTERS = Filters(include_rejected=True)
 
 
-def _records(session: Session, form_id: int, access: Access, stmt: Select[Any]) -> Iterator[Record]:
-    versions = dict(
-        session.execute(
-            select(FormVersion.id, FormVersion.version).where(FormVersion.form_id == form_id)
-        ).all()
-    )
-    for row in session.execute(stmt.execution_options(yield_per=STREAM_BATCH)):
-        (sid, iid, created, updated, state, _deleted, _vid, _viid, xml, enc, fvid, device, app_user_id,
-         user_id, app_user_name, user_name, present, expected, count) = row  # fmt: skip
-        yield Record(
-            id=sid,
-            instance_id=iid,
-            created_at=created,
-            updated_at=updated,
-            review_state=state,
-            xml=xml,
-            encrypted=bool(enc),
-            form_version=versions.get(fvid, ""),
-            device_id=shown_identity(access, device),
-            submitter_id=app_user_id if app_user_id is not None else user_id,
-            submitter_name=shown_identity(access, app_user_name if app_user_id is not None else user_name),
-            attachments_present=int(present or 0),
-            attachments_expected=int(expected or 0),
-            edits=max(int(count or 1) - 1, 0),
+def _records(session: Session, form_id: int, access: Access, stmt: Select[Any]) -> Iterator[SubmissionRecord]:
+    """The submissions of one page, read as every export reads them; device ids and submitter names
+    pseudonymised for a redacted requester."""
+    form = session.get(Form, form_id)
+    assert form is not None
+    for record in records(session, form, stmt):
+        yield replace(
+            record,
+            device_id=shown_identity(access, record.device_id),
+            submitter_name=shown_identity(access, record.submitter_name),
         )
 
 
@@ -217,6 +207,14 @@ def _order(raw: str | None) -> list[Any] | None:
         clauses.append(column.asc().nulls_first() if direction == "asc" else column.desc().nulls_last())
     clauses.append(Submission.id.asc() if direction == "asc" else Submission.id.desc())
     return clauses
+
+
+def _after(submission_id: int, *, inclusive: bool) -> Any:
+    """The submissions that come after ``submission_id`` newest first (received earlier, or at the same
+    time with a smaller id), and that one too if ``inclusive``: where a page resumes."""
+    then = select(Submission.created_at).where(Submission.id == submission_id).scalar_subquery()
+    same_time = Submission.id <= submission_id if inclusive else Submission.id < submission_id
+    return or_(Submission.created_at < then, and_(Submission.created_at == then, same_time))
 
 
 # ---- the tables -------------------------------------------------------------------------------------------
@@ -303,9 +301,9 @@ class Options:
 class Page:
     """One page of one table: which submissions to read (SQL) and which of their rows to send.
 
-    Submissions are read in id order unless ``$orderby`` says otherwise. What the database can do (the
-    pushed-down part of ``$filter``, and ``$skip``/``$top`` when nothing is left to filter in Python) it
-    does; the rest is done row by row. Where the next page starts travels in ``$skiptoken``:
+    Submissions are read newest first (as Central) unless ``$orderby`` says otherwise. What the database
+    can do (the pushed-down part of ``$filter``, and ``$skip``/``$top`` when nothing is left to filter in
+    Python) it does; the rest is done row by row. Where the next page starts travels in ``$skiptoken``:
     ``{"s": id}`` = after submission ``id`` (Submissions), ``{"s": id, "n": k}`` = from row ``k`` of
     submission ``id`` (repeat tables), ``{"o": n}`` = from the ``n``-th row (with ``$orderby``).
     """
@@ -345,15 +343,14 @@ class Page:
             if self.paged_in_sql:
                 stmt = stmt.offset(self.position)
         elif opts.token is not None:
-            after = opts.token.get("s", 0)
-            stmt = stmt.where(Submission.id > after if self.on_root else Submission.id >= after)
+            stmt = stmt.where(_after(opts.token.get("s", 0), inclusive=not self.on_root))
         elif self.paged_in_sql and opts.skip:
             stmt, python_skip = stmt.offset(opts.skip), 0
         if self.paged_in_sql and opts.top is not None:
             stmt = stmt.limit(opts.top + 1)  # one more, to know whether a next page exists
         return stmt, python_skip
 
-    def wanted(self, record: Record, root: Row, row: Row) -> bool:
+    def wanted(self, record: SubmissionRecord, root: Row, row: Row) -> bool:
         target = self.target
         if target.row_id is not None and row.id != target.row_id:
             return False
@@ -361,7 +358,7 @@ class Page:
             return False
         return self.row_filter.passes(record, root, row)
 
-    def resumed(self, record: Record, index: int) -> bool:
+    def resumed(self, record: SubmissionRecord, index: int) -> bool:
         """False for the rows of a repeat table's first submission that the previous page sent."""
         token = self.options.token
         return token is None or self.on_root or record.id != token.get("s") or index >= token.get("n", 0)

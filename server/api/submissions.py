@@ -28,16 +28,17 @@ from typing import Any
 
 from flask import Response, jsonify, request, send_file, stream_with_context
 from flask.typing import ResponseReturnValue
-from lxml import etree
 from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from server import audit, auth, db, errors
 from server.api import api
-from server.api.odata_rows import review_state_json
 from server.api.schemas import iso, load_json
-from server.datasets.redact import Access, Treatment, access_for, pseudonym, redact_value
+from server.datasets import NEWEST_FIRST
+from server.datasets.odata_rows import review_state_json
+from server.datasets.redact import Access, access_for, pseudonym
+from server.datasets.redacted_xml import redacted_xml, shown_attachment_names
 from server.datasets.schema import FormSchema, load_schema
 from server.forms.publish import find_form
 from server.models import (
@@ -60,9 +61,6 @@ READ_ROLES = (Role.ADMIN, Role.COORDINATOR, Role.ANALYST)
 WRITE_ROLES = (Role.ADMIN, Role.COORDINATOR)
 MAX_COMMENT_CHARS = 10_000
 UNKNOWN_SUBMITTER = 0
-_XML_PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_pis=True
-)
 
 BASE = "/projects/<int:project_id>/forms/<xml_form_id>/submissions"
 
@@ -129,59 +127,6 @@ def _audit(session: Session, action: str, fa: FormAccess, sub: Submission, **det
         instance_id=sub.instance_id,
         **details,
     )
-
-
-def _rel_paths(root: etree._Element) -> Iterator[tuple[str, etree._Element]]:
-    """Every element under the root with its Central path (``/group/question``)."""
-
-    def walk(el: etree._Element, prefix: str) -> Iterator[tuple[str, etree._Element]]:
-        for child in el:
-            if not isinstance(child.tag, str):
-                continue
-            rel = f"{prefix}/{etree.QName(child).localname}"
-            yield rel, child
-            yield from walk(child, rel)
-
-    return walk(root, "")
-
-
-def _parse(xml: str) -> etree._Element:
-    return etree.fromstring(xml.encode("utf-8"), _XML_PARSER)
-
-
-def redacted_xml(xml: str, schema: FormSchema, access: Access) -> bytes:
-    """The submission XML as this requester may see it: untouched for raw access; otherwise every
-    personal value replaced as :mod:`server.datasets.redact` says (dropped values become empty)."""
-    if access.raw:
-        return xml.encode("utf-8")
-    root = _parse(xml)
-    for rel, el in _rel_paths(root):
-        if len(el) and any(isinstance(c.tag, str) for c in el):
-            continue
-        field = schema.by_rel.get(rel)
-        if field is None:
-            # Not in any published version: nothing says it is harmless, so its value is not shown.
-            el.text = None
-            continue
-        if el.text is not None:
-            el.text = redact_value(access, field, el.text) or None
-    return etree.tostring(root, xml_declaration=False, encoding="utf-8")
-
-
-def shown_attachment_names(version: SubmissionVersion, schema: FormSchema, access: Access) -> set[str] | None:
-    """Names of the files this requester may have; None = all of them (raw access)."""
-    if access.raw:
-        return None
-    allowed: set[str] = set()
-    try:
-        root = _parse(version.xml)
-    except etree.XMLSyntaxError:
-        return allowed
-    for rel, el in _rel_paths(root):
-        field = schema.by_rel.get(rel)
-        if field is not None and field.binary and el.text and access.treatment(field) is Treatment.RAW:
-            allowed.add(el.text.strip())
-    return allowed
 
 
 # ---- JSON shapes --------------------------------------------------------------------------------------
@@ -282,7 +227,7 @@ def list_submissions(project_id: int, xml_form_id: str) -> ResponseReturnValue:
         .join(current, current.id == Submission.current_version_id)
         .join(first, first.id == first_id)
         .where(Submission.form_id == form_id, Submission.deleted_at.is_(None))
-        .order_by(Submission.id.desc())
+        .order_by(*NEWEST_FIRST)
         .execution_options(yield_per=LIST_BATCH)
     )
 
@@ -414,7 +359,7 @@ def submission_list_attachments(project_id: int, xml_form_id: str, instance_id: 
     session = db.session()
     sub = find_submission(session, fa.form, instance_id)
     assert sub.current_version is not None
-    shown = shown_attachment_names(sub.current_version, fa.schema(session), fa.access)
+    shown = shown_attachment_names(sub.current_version.xml, fa.schema(session), fa.access)
     return jsonify(
         [
             {"name": a.name, "exists": a.blob_sha256 is not None}
@@ -432,7 +377,7 @@ def submission_get_attachment(
     session = db.session()
     sub = find_submission(session, fa.form, instance_id)
     assert sub.current_version is not None
-    shown = shown_attachment_names(sub.current_version, fa.schema(session), fa.access)
+    shown = shown_attachment_names(sub.current_version.xml, fa.schema(session), fa.access)
     row = next((a for a in _attachments(sub) if a.name == name), None)
     if row is None or row.blob_sha256 is None:
         raise errors.not_found(f"Submission {instance_id!r} has no received file named {name!r}.")

@@ -1,9 +1,10 @@
-"""Datasets: what analysts download. flatten → clean → redact → export.
+"""Datasets: what analysts download. read → clean → redact → export.
 
 - :func:`iter_submissions`: the submissions of a form as :class:`SubmissionRecord`, streamed from the
   database (never all in memory), filtered by :class:`Filters`.
 - :mod:`.schema`: the fields of a form merged across versions, with labels and choices in en/tg/ru.
-- :mod:`.flatten`: one submission's XML → its root row and repeat rows (ODK Central's KEY/PARENT_KEY).
+- :mod:`.reader`: one submission's XML → its root row and repeat rows (ODK Central's KEY/PARENT_KEY and
+  OData ids): the one walk every format reads through.
 - :mod:`.clean`: values typed by bind type, whitespace normalised, required/constraint checks flagged.
 - :mod:`.redact`: :func:`access_for` a user and project, :func:`redact_value` for every value.
 - :mod:`.csv_zip`, :mod:`.xlsx`, :mod:`.jsonl`, :mod:`.geojson`: the file formats; :mod:`.codebook`.
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session, aliased
 
 from server import errors
 from server.datasets.redact import Access, access_for, redact_value
+from server.ingest.parse import encrypted_xml_file
 from server.models import (
     AppUser,
     Form,
@@ -40,7 +42,12 @@ from server.models import (
 
 STREAM_BATCH = 1000  # rows per server-side fetch: fewer round trips, still a few MB at most
 
+# Central's order for every listing and export: newest received first; the id breaks ties so that equal
+# times come out in the same order every time (PostgreSQL promises no order among equal keys).
+NEWEST_FIRST = (Submission.created_at.desc(), Submission.id.desc())
+
 __all__ = [
+    "NEWEST_FIRST",
     "Access",
     "AttachmentRecord",
     "Filters",
@@ -49,6 +56,7 @@ __all__ = [
     "iter_attachments",
     "iter_submissions",
     "parse_bound",
+    "records",
     "redact_value",
     "submissions_query",
 ]
@@ -112,7 +120,7 @@ class SubmissionRecord:
     created_at: dt.datetime
     updated_at: dt.datetime | None
     review_state: str
-    deleted: bool
+    deleted_at: dt.datetime | None
     version_id: int
     version_instance_id: str
     xml: str
@@ -129,7 +137,7 @@ class SubmissionRecord:
 
 
 def submissions_query(form: Form, project: Project, filters: Filters) -> Select[Any]:
-    """The statement behind :func:`iter_submissions` (one row per submission, its current version, oldest
+    """The statement behind :func:`iter_submissions` (one row per submission, its current version, newest
     first), for callers that add conditions of their own (OData pushes ``$filter`` clauses into it)."""
     current = aliased(SubmissionVersion)
     other = aliased(SubmissionVersion)
@@ -174,7 +182,7 @@ def submissions_query(form: Form, project: Project, filters: Filters) -> Select[
         .outerjoin(AppUser, AppUser.id == current.app_user_id)
         .outerjoin(User, User.id == current.user_id)
         .where(Submission.form_id == form.id)
-        .order_by(Submission.id)
+        .order_by(*NEWEST_FIRST)
     )
     return _filtered(stmt, current, project, filters)
 
@@ -214,7 +222,7 @@ def _stream(session: Session, stmt: Select[Any]) -> Any:
 def iter_submissions(
     session: Session, form: Form, filters: Filters | None = None
 ) -> Iterator[SubmissionRecord]:
-    """Stream the current versions of ``form``'s submissions, oldest first, as ``filters`` says.
+    """Stream the current versions of ``form``'s submissions, newest first, as ``filters`` says.
 
     Rows come from a server-side cursor (PostgreSQL) or SQLite's lazy cursor, ``STREAM_BATCH`` at a time:
     memory stays flat whatever the number of submissions. Keep ``session`` open while iterating.
@@ -222,13 +230,17 @@ def iter_submissions(
     filters = filters or Filters()
     project = session.get(Project, form.project_id)
     assert project is not None
+    return records(session, form, submissions_query(form, project, filters))
+
+
+def records(session: Session, form: Form, stmt: Select[Any]) -> Iterator[SubmissionRecord]:
+    """The rows of :func:`submissions_query` (as given, or with conditions added) as records, streamed."""
     version_names = dict(
         session.execute(
             select(FormVersion.id, FormVersion.version).where(FormVersion.form_id == form.id)
         ).all()
     )
-    result = _stream(session, submissions_query(form, project, filters))
-    for row in result:
+    for row in _stream(session, stmt):
         (sid, iid, created, updated, state, deleted_at, vid, viid, xml, enc, fvid, device, app_user_id,
          user_id, app_user_name, user_name, present, expected, versions) = row  # fmt: skip
         yield SubmissionRecord(
@@ -237,7 +249,7 @@ def iter_submissions(
             created_at=created,
             updated_at=updated,
             review_state=state,
-            deleted=deleted_at is not None,
+            deleted_at=deleted_at,
             version_id=vid,
             version_instance_id=viid,
             xml=xml,
@@ -265,22 +277,41 @@ class AttachmentRecord:
 def iter_attachments(
     session: Session, form: Form, filters: Filters | None = None
 ) -> Iterator[AttachmentRecord]:
-    """Received files of the current versions of the submissions ``filters`` selects (streamed)."""
+    """Received files of the current versions of the submissions ``filters`` selects (streamed).
+
+    An encrypted submission's own data file (its envelope's ``encryptedXmlFile``, ``submission.xml.enc``)
+    is not one of them: as in Central, only the attachments are listed."""
     filters = filters or Filters()
     project = session.get(Project, form.project_id)
     assert project is not None
     current = aliased(SubmissionVersion)
     stmt = (
         select(
-            current.id, Submission.instance_id, SubmissionAttachment.name, SubmissionAttachment.blob_sha256
+            current.id,
+            Submission.instance_id,
+            SubmissionAttachment.name,
+            SubmissionAttachment.blob_sha256,
+            current.encrypted,
         )
         .select_from(Submission)
         .join(current, current.id == Submission.current_version_id)
         .outerjoin(AppUser, AppUser.id == current.app_user_id)
         .join(SubmissionAttachment, SubmissionAttachment.version_id == current.id)
         .where(Submission.form_id == form.id, SubmissionAttachment.blob_sha256.is_not(None))
-        .order_by(Submission.id, SubmissionAttachment.name)
+        .order_by(*NEWEST_FIRST, SubmissionAttachment.name)
     )
     stmt = _filtered(stmt, current, project, filters)
-    for vid, iid, name, sha in _stream(session, stmt):
+    envelope_files: dict[int, str | None] = {}
+    for vid, iid, name, sha, encrypted in _stream(session, stmt):
+        if encrypted:
+            if vid not in envelope_files:
+                envelope_files[vid] = _encrypted_xml_file(session, vid)
+            if name == envelope_files[vid]:
+                continue
         yield AttachmentRecord(vid, iid, name, sha)
+
+
+def _encrypted_xml_file(session: Session, version_id: int) -> str | None:
+    """The name an encrypted envelope gives its submission data (``encryptedXmlFile``)."""
+    envelope = session.scalar(select(SubmissionVersion.xml).where(SubmissionVersion.id == version_id))
+    return encrypted_xml_file(envelope or "")

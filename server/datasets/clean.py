@@ -1,6 +1,6 @@
 """The cleaning pipeline: one set of rules applied to every export format.
 
-For each value of a flattened row (:mod:`server.datasets.flatten`):
+For each value of a row read by :mod:`server.datasets.reader`:
 
 1. **Whitespace** is normalised: leading and trailing whitespace removed, runs of spaces and tabs become
    one space (line breaks are kept in multi-line text), choice lists are re-joined with single spaces;

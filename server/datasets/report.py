@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from server import audit, errors
 from server.datasets import Filters, SubmissionRecord, iter_submissions
 from server.datasets.clean import normalise
-from server.datasets.flatten import UnreadableXml, flatten
+from server.datasets.reader import UnreadableXml, read
 from server.datasets.schema import Field, FormSchema
 from server.datasets.suppression import suppress_column, suppress_grid
 from server.models import AppUser, Form, User
@@ -319,7 +319,7 @@ def build_report(session: Session, form: Form, schema: FormSchema, request: Repo
             not_counted["encrypted submissions (their answers cannot be read)"] += 1
             continue
         try:
-            values = next(flatten(record.xml, schema.by_rel, record.instance_id)).values
+            values = next(read(record.xml, schema.by_rel, record.instance_id)).values
         except UnreadableXml:
             not_counted["submissions whose XML cannot be read"] += 1
             continue

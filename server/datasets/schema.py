@@ -27,6 +27,7 @@ from lxml import etree
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from server import safe_xml
 from server.models import Form, FormMedia, FormVersion
 
 LANGUAGES = ("en", "tg", "ru")
@@ -267,10 +268,9 @@ class _VersionDetails:
 
 def _version_details(xml: str, media: MediaReader | None) -> _VersionDetails:
     """Labels, choices, binds and appearances of one XForm (stored, so already validated)."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
     try:
-        root = etree.fromstring(xml.encode("utf-8"), parser)
-    except etree.XMLSyntaxError:
+        root = safe_xml.parse(xml)
+    except safe_xml.UnsafeXml:
         return _VersionDetails()
     model = root.find(f"{XHTML}head/{XF}model")
     body = root.find(f"{XHTML}body")

@@ -1,4 +1,4 @@
-"""The tables of a dataset and the rows that fill them: flatten → clean → redact → label.
+"""The tables of a dataset and the rows that fill them: read → clean → redact → label.
 
 Every format (CSV zip, XLSX, JSONL, GeoJSON) reads the same :class:`Dataset`: its :class:`Table` list
 (columns in ODK Central's order) and, per submission, the processed rows. Central's
@@ -27,7 +27,7 @@ from server.datasets.clean import (
     required_issue,
     typed,
 )
-from server.datasets.flatten import TableRow, UnreadableXml, flatten
+from server.datasets.reader import TableRow, UnreadableXml, read
 from server.datasets.redact import Access, Treatment, pseudonym, redact_value
 from server.datasets.schema import Field, FormSchema
 from server.models import Form, ReviewState
@@ -336,7 +336,7 @@ class Dataset:
         if record.encrypted:
             return [OutRow(None, record.instance_id, None, {}, [], record)]
         try:
-            flat = list(flatten(record.xml, self.schema.by_rel, record.instance_id))
+            flat = list(read(record.xml, self.schema.by_rel, record.instance_id))
         except UnreadableXml as exc:
             row = OutRow(None, record.instance_id, None, {}, [f"unreadable XML: {exc}"], record)
             return [row]

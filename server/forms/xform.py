@@ -28,11 +28,12 @@ from typing import Any
 
 from lxml import etree
 
-from server import errors
+from server import errors, safe_xml
 from server.url_ids import id_problem
 
 XFORMS_NS = "http://www.w3.org/2002/xforms"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
+ORX_NS = "http://openrosa.org/xforms"
 SARHAD_NS = "https://sarhad.tj/xforms"
 SENSITIVITIES = ("personal", "sensitive")
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
@@ -91,24 +92,16 @@ def _q(tag: str, ns: str = XFORMS_NS) -> str:
 
 
 def _parse_tree(xml: str | bytes, max_bytes: int) -> etree._Element:
-    data = xml.encode("utf-8") if isinstance(xml, str) else xml
-    if len(data) > max_bytes:
-        raise errors.too_large(max_bytes)
-    # Refused before parsing: nothing in an XForm needs a DTD, and entities are how XML bombs and file
-    # reads (XXE) get in.
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise errors.invalid_form("XML with a DOCTYPE or entity declarations is not accepted.")
-    parser = etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_pis=True
-    )
+    # Nothing in an XForm needs a DTD, and entities are how XML bombs and file reads (XXE) get in.
+    # Comments are kept: a form given a version is written back out.
     try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as exc:
+        return safe_xml.parse(xml, max_bytes=max_bytes, keep_comments=True)
+    except safe_xml.TooLarge:
+        raise errors.too_large(max_bytes) from None
+    except safe_xml.DoctypeRefused as exc:
+        raise errors.invalid_form(str(exc)) from None
+    except safe_xml.Malformed as exc:
         raise errors.invalid_form(f"The XForm is not well-formed XML: {exc.msg}", line=exc.lineno) from None
-    tree = root.getroottree()
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
-        raise errors.invalid_form("XML with a DOCTYPE or entity declarations is not accepted.")
-    return root
 
 
 def _model_and_instance(root: etree._Element) -> tuple[etree._Element, etree._Element]:

@@ -1,9 +1,7 @@
 """Submission XML bytes → what ingest needs to know about them. Pure: no database, no files.
 
-The XML comes from devices and tools we do not control, so it is parsed defensively: a DOCTYPE or an
-entity declaration is refused before and after parsing (billion laughs, external entities), the parser
-resolves no entities, loads no DTD, reaches no network and keeps libxml2's default limits (no
-``huge_tree``: nesting deeper than 256 levels and oversized text nodes fail as malformed XML).
+The XML comes from devices and tools we do not control, so it is parsed by :mod:`server.safe_xml` (no
+DTD, no entities, no network, libxml2's depth and size limits).
 
 Paths are compared by local names only (``/meta/instanceID`` whatever the prefix), relative to the root
 element: Collect writes ``meta`` unprefixed, encrypted envelopes write ``orx:meta``, and the root may be
@@ -19,7 +17,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from server import errors
+from server import errors, safe_xml
 from server.forms.xform import local_attribute
 from server.url_ids import id_problem
 
@@ -27,15 +25,6 @@ ENCRYPTED_NS = "http://www.opendatakit.org/xforms/encrypted"
 MAX_NAME_LENGTH = 255
 _FORBIDDEN_IN_NAMES = ("/", "\\", "\x00", "..")
 _BARE_AMPERSAND = re.compile(rb"&(?!(?:[A-Za-z_:][\w.:-]*|#[0-9]+|#x[0-9A-Fa-f]+);)")
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    remove_pis=True,
-    remove_comments=True,
-)
 
 
 @dataclass(frozen=True)
@@ -149,17 +138,16 @@ def parse_submission(xml_bytes: bytes, max_bytes: int) -> ParsedSubmission:
     except UnicodeDecodeError:
         raise errors.bad_request("The submission XML must be encoded in UTF-8.") from None
     try:
-        root = etree.fromstring(xml_bytes, _PARSER)
-    except etree.XMLSyntaxError as exc:
+        root = safe_xml.parse(xml_bytes)
+    except safe_xml.Malformed as exc:
         repaired = _escape_bare_ampersands(xml_bytes)
         if repaired is None:
             raise errors.bad_request(
                 f"The submission is not well-formed XML: {exc.msg}", line=exc.lineno
             ) from None
         return parse_submission(repaired, max_bytes)
-    docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None:
-        raise _refuse_doctype()
+    except safe_xml.DoctypeRefused:
+        raise _refuse_doctype() from None
 
     # Read as Central reads them: whatever the prefix (older tools write orx:version="1.0").
     form_id = (local_attribute(root, "id") or "").strip()
@@ -213,3 +201,12 @@ def expected_attachments(parsed: ParsedSubmission, binary_paths: frozenset[str])
     else:
         names = (v for v in parsed.values_at(binary_paths | {"/meta/audit"}) if v)
     return [n for n in dict.fromkeys(names) if is_plain_name(n)]
+
+
+def encrypted_xml_file(envelope: str) -> str | None:
+    """The ``encryptedXmlFile`` an encrypted envelope (already accepted by ingest) names, or None."""
+    try:
+        root = safe_xml.parse(envelope)
+    except safe_xml.UnsafeXml:
+        return None
+    return _first(_walk(root), "/encryptedXmlFile")

@@ -52,10 +52,12 @@ class Node:
     repeat: bool = field(init=False)
     group: bool = field(init=False)  # a group (not a repeat)
     by_name: dict[str, Node] = field(init=False, default_factory=dict)  # children by XML name
+    group_steps: tuple[str, ...] = field(init=False)  # the groups between its table and it (OData names)
 
     def __post_init__(self) -> None:
         self.relpath = self.opath[len(self.owner) + 1 :] if self.owner else self.opath
         self.name = self.opath.rsplit("/", 1)[-1]
+        self.group_steps = tuple(self.relpath.split("/")[:-1])
         self.repeat = self.field is not None and self.field.repeat
         self.group = self.field is not None and self.field.group and not self.field.repeat
 
@@ -84,6 +86,8 @@ class Tree:
     root: Node
     tables: dict[str, Table]
     by_opath: dict[str, Node]
+    by_rel: dict[str, Node]  # by Central path, as :mod:`server.datasets.reader` keys values
+    fields: dict[str, Field]  # the fields the tree holds, by Central path: what the reader walks
 
     @classmethod
     def of(cls, schema: FormSchema) -> Tree:
@@ -115,7 +119,8 @@ class Tree:
         top = Table("Submissions", root, None)
         tables[top.name] = top
         collect(root, top)
-        return cls(root, tables, by_opath)
+        fields = {rel: node.field for rel, node in by_rel.items() if node.field is not None}
+        return cls(root, tables, by_opath, by_rel, fields)
 
 
 def _property_type(node: Node, access: Access, fqdn: str) -> str:
@@ -180,6 +185,7 @@ _SYSTEM_SCHEMA = (
     '<ComplexType Name="metadata">'
     '<Property Name="submissionDate" Type="Edm.DateTimeOffset"/>'
     '<Property Name="updatedAt" Type="Edm.DateTimeOffset"/>'
+    '<Property Name="deletedAt" Type="Edm.DateTimeOffset"/>'
     '<Property Name="submitterId" Type="Edm.String"/>'
     '<Property Name="submitterName" Type="Edm.String"/>'
     '<Property Name="attachmentsPresent" Type="Edm.Int64"/>'

@@ -5,32 +5,36 @@
   offset, ``boolean`` → true/false, everything else text; an empty or unreadable value is ``null``.
 - Every value first passes :func:`server.datasets.redact.redact_value` for the requester, and
   ``$filter`` compares those same redacted values.
-- A repeat row's ``__id`` is the sha1 of its KEY (``uuid:x/visit[2]/person[1]``): stable, and safe in a
-  URL; ``__Submissions[-repeat]-id`` names the row it belongs to.
+- A repeat row's ``__id`` is Central's: the SHA-1 of ``Submissions#<instance id>`` and, for each group
+  and repeat above and at the row, ``<name>#`` (group) or ``<name>#<n>`` (repeat, counted from 0 within
+  the row around it), joined with ``%%`` — so ids, links and joins built against Central data still hold.
+  ``__Submissions[-repeat]-id`` names the row it belongs to. A repeat's navigation link is written
+  where the submission has at least one of its rows (an empty repeat has none, as in Central);
+  geotraces and geoshapes carry ``properties.accuracies`` when a point has one.
+- Rows are built from :func:`server.datasets.reader.read`, the walk every export uses.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from lxml import etree
-
-from server.api.odata_schema import Node, Table, Tree
-from server.api.schemas import iso
+from server.datasets import SubmissionRecord
 from server.datasets import odata_filter as of
+from server.datasets.odata_schema import Node, Table, Tree
+from server.datasets.reader import TableRow, UnreadableXml, read
 from server.datasets.redact import Access, Treatment, redact_value
 from server.datasets.schema import Field
+from server.datasets.tables import submission_date
 from server.models import ReviewState
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 SYSTEM_FIELDS = (
     "submissionDate",
     "updatedAt",
+    "deletedAt",
     "submitterId",
     "submitterName",
     "attachmentsPresent",
@@ -41,6 +45,11 @@ SYSTEM_FIELDS = (
     "edits",
     "formVersion",
 )
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """A date as Central's JSON writes it (``2026-05-01T10:00:00.000Z``), or null."""
+    return None if value is None else submission_date(value)
 
 
 def review_state_json(state: str) -> str | None:
@@ -91,9 +100,16 @@ def _geo(kind: str, text: str, wkt: bool) -> Any:
     if wkt:
         joined = ",".join(" ".join(_num(c) for c in p) for p in coords)
         return f"LINESTRING ({joined})" if kind == "geotrace" else f"POLYGON (({joined}))"
-    if kind == "geotrace":
-        return {"type": "LineString", "coordinates": coords}
-    return {"type": "Polygon", "coordinates": [coords]}
+    value = (
+        {"type": "LineString", "coordinates": coords}
+        if kind == "geotrace"
+        else {"type": "Polygon", "coordinates": [coords]}
+    )
+    # Central lists the accuracies beside the points when any point has one (0 counts as none there).
+    accuracies = [(p[3] or None) if len(p) >= 4 else None for p in points]
+    if any(a is not None for a in accuracies):
+        value["properties"] = {"accuracies": accuracies}
+    return value
 
 
 def _num(value: float) -> str:
@@ -147,45 +163,33 @@ def _filter_value(f: Field, text: str | None, access: Access) -> Any:
 # ---- one submission as rows ------------------------------------------------------------------------------
 
 
-@dataclass
-class Record:
-    id: int
-    instance_id: str
-    created_at: dt.datetime
-    updated_at: dt.datetime | None
-    review_state: str
-    xml: str
-    encrypted: bool
-    form_version: str
-    device_id: str | None
-    submitter_id: int | None
-    submitter_name: str | None
-    attachments_present: int
-    attachments_expected: int
-    edits: int
+def system_json(record: SubmissionRecord) -> dict[str, Any]:
+    """``__system``: every key Central sends, in its order."""
+    return {
+        "submissionDate": iso(record.created_at),
+        "updatedAt": iso(record.updated_at),
+        "submitterId": None if record.submitter_id is None else str(record.submitter_id),
+        "submitterName": record.submitter_name,
+        "attachmentsPresent": record.attachments_present,
+        "attachmentsExpected": record.attachments_expected,
+        "status": "notDecrypted" if record.encrypted else None,
+        "reviewState": review_state_json(record.review_state),
+        "deviceId": record.device_id,
+        "edits": record.edits,
+        "formVersion": record.form_version,
+        "deletedAt": iso(record.deleted_at),
+    }
 
-    def system(self) -> dict[str, Any]:
-        return {
-            "submissionDate": iso(self.created_at),
-            "updatedAt": iso(self.updated_at),
-            "submitterId": None if self.submitter_id is None else str(self.submitter_id),
-            "submitterName": self.submitter_name,
-            "attachmentsPresent": self.attachments_present,
-            "attachmentsExpected": self.attachments_expected,
-            "status": "notDecrypted" if self.encrypted else None,
-            "reviewState": review_state_json(self.review_state),
-            "deviceId": self.device_id,
-            "edits": self.edits,
-            "formVersion": self.form_version,
-        }
 
-    def system_value(self, name: str) -> Any:
-        """A ``__system`` value as ``$filter`` compares it (datetimes as datetimes)."""
-        if name == "submissionDate":
-            return self.created_at
-        if name == "updatedAt":
-            return self.updated_at
-        return self.system().get(name)
+def system_value(record: SubmissionRecord, name: str) -> Any:
+    """A ``__system`` value as ``$filter`` compares it (datetimes as datetimes)."""
+    if name == "submissionDate":
+        return record.created_at
+    if name == "updatedAt":
+        return record.updated_at
+    if name == "deletedAt":
+        return record.deleted_at
+    return system_json(record).get(name)
 
 
 @dataclass
@@ -254,76 +258,94 @@ class Shaper:
     expand: bool
     selection: Selection
 
-    def frame(self, node: Node, link: str) -> dict[str, Any]:
+    def frame(self, node: Node) -> dict[str, Any]:
+        """The row's columns, all null, groups as objects; a repeat's navigation link is added when the
+        walk meets its first instance (as Central: an empty repeat has no link)."""
         out: dict[str, Any] = {}
         for child in node.children:
             if not self.selection.includes(child, self.table):
                 continue
             if child.group:
-                out[child.name] = self.frame(child, link)
-            elif child.repeat:
-                out[f"{child.name}@odata.navigationLink"] = f"{link}/{child.relpath}"
-            else:
+                out[child.name] = self.frame(child)
+            elif not child.repeat:
                 out[child.name] = None
         return out
 
-    def shape(self, record: Record) -> tuple[Row, list[Row]]:
-        """(the submission's row, the rows of the requested table)."""
+    def shape(self, record: SubmissionRecord) -> tuple[Row, list[Row]]:
+        """(the submission's row, the rows of the requested table), from :mod:`server.datasets.reader`'s
+        rows: each becomes its table's JSON, links and ``$expand`` nesting follow its parent."""
         link = f"Submissions('{quote(record.instance_id, safe=':')}')"
         data: dict[str, Any] = {"__id": record.instance_id}
-        data["__system"] = record.system()
-        data.update(self.frame(self.tree.root, link))
+        data["__system"] = system_json(record)
+        data.update(self.frame(self.tree.root))
         root = Row(record.instance_id, None, data)
         wanted: list[Row] = [root] if self.table.parent is None else []
-        if not record.encrypted:
-            try:
-                element = etree.fromstring(record.xml.encode("utf-8"), _PARSER)
-            except etree.XMLSyntaxError:
-                element = None
-            if element is not None:
-                self._walk(element, self.tree.root, root.data, root, link, record.instance_id, wanted)
+        if record.encrypted:
+            return root, wanted
+        try:
+            read_rows = read(record.xml, self.tree.fields, record.instance_id)
+            self._fill(root, next(read_rows), self.tree.root)
+            built: dict[str, tuple[Row, str, bool]] = {record.instance_id: (root, link, True)}
+            for read_row in read_rows:
+                self._add(read_row, record.instance_id, built, wanted)
+        except UnreadableXml:
+            pass  # never expected (ingest parsed it): the row keeps its nulls
         return root, wanted
 
-    def _walk(
+    def _add(
         self,
-        el: etree._Element,
-        node: Node,
-        frame: dict[str, Any] | None,
-        row: Row,
-        link: str,
-        key: str,
+        read_row: TableRow,
+        instance_id: str,
+        built: dict[str, tuple[Row, str, bool]],
         wanted: list[Row],
     ) -> None:
-        by_name = node.by_name
-        counts: dict[str, int] = {}
-        for child_el in el:
-            if not isinstance(child_el.tag, str):
+        """One repeat row: its JSON, its link in the row around it, and its place in an expansion.
+        ``built`` maps KEYs to (row, link, whether its JSON is written out)."""
+        assert read_row.table is not None and read_row.parent_key is not None
+        node = self.tree.by_rel[read_row.table]
+        parent, parent_link, parent_shown = built[read_row.parent_key]
+        row_id = read_row.odata_id(instance_id)
+        row_link = f"{parent_link}/{node.relpath}('{row_id}')"
+        frame = self._group_frame(parent.data, node) if parent_shown else None
+        shown = frame is not None and self.selection.includes(node, self.table)
+        if shown:
+            assert frame is not None
+            frame[f"{node.name}@odata.navigationLink"] = f"{parent_link}/{node.relpath}"
+        data: dict[str, Any] = {"__id": row_id}
+        if node is self.table.node:  # a row of the table asked for names the row it belongs to
+            data[self.table.parent_id_key] = parent.id
+        data.update(self.frame(node))
+        row = Row(row_id, parent.id, data)
+        if node is self.table.node:
+            wanted.append(row)
+        elif self.expand and shown:
+            assert frame is not None
+            frame.setdefault(node.name, []).append(data)
+        self._fill(row, read_row, node)
+        written = node is self.table.node or (self.expand and shown)
+        built[read_row.key] = (row, row_link, written)
+
+    @staticmethod
+    def _group_frame(data: dict[str, Any], node: Node) -> dict[str, Any] | None:
+        """The object inside ``data`` that holds ``node`` (through its groups), if it is written."""
+        frame: Any = data
+        for step in node.group_steps:
+            frame = frame.get(step)
+            if not isinstance(frame, dict):
+                return None
+        return frame  # type: ignore[no-any-return]
+
+    def _fill(self, row: Row, read_row: TableRow, table_node: Node) -> None:
+        """The row's values: raw texts for ``$filter``, typed and redacted values in its JSON."""
+        by_rel = self.tree.by_rel
+        for rel, text in read_row.values.items():
+            node = by_rel.get(rel)
+            if node is None or node.field is None:
                 continue
-            child = by_name.get(etree.QName(child_el).localname)
-            if child is None or child.field is None:
-                continue
-            step = child.field.name
-            if child.repeat:
-                counts[step] = counts.get(step, 0) + 1
-                row_key = f"{key}/{step}[{counts[step]}]"
-                row_id = hashlib.sha1(row_key.encode("utf-8")).hexdigest()
-                row_link = f"{link}/{child.relpath}('{row_id}')"
-                parent_key = f"__{'-'.join(['Submissions', *filter(None, child.owner.split('/'))])}-id"
-                data = {"__id": row_id, parent_key: row.id, **self.frame(child, row_link)}
-                inner = Row(row_id, row.id, data)
-                if child is self.table.node:
-                    wanted.append(inner)
-                elif self.expand and frame is not None and self.selection.includes(child, self.table):
-                    frame.setdefault(child.name, []).append(data)
-                self._walk(child_el, child, data, inner, row_link, row_key, wanted)
-            elif child.group:
-                inner_frame = frame.get(child.name) if frame is not None else None
-                self._walk(child_el, child, inner_frame, row, link, f"{key}/{step}", wanted)
-            elif child_el.text is not None:
-                text = row.texts.get(child.relpath, "") + child_el.text
-                row.texts[child.relpath] = text
-                if frame is not None and child.name in frame:
-                    frame[child.name] = odata_value(child.field, text, self.access, self.wkt)
+            row.texts[node.relpath] = text
+            frame = self._group_frame(row.data, node)
+            if frame is not None and node.name in frame:
+                frame[node.name] = odata_value(node.field, text, self.access, self.wkt)
 
     def finish(self, row: Row) -> dict[str, Any]:
         """The row as written: ``$select`` drops the ids and ``__system`` properties not asked for."""
@@ -384,7 +406,7 @@ class RowFilter:
     def needs_fields(self) -> bool:
         return self.node is not None and any(not m.path.startswith("__") for m in of.members(self.node))
 
-    def passes(self, record: Record, root: Row, row: Row) -> bool:
+    def passes(self, record: SubmissionRecord, root: Row, row: Row) -> bool:
         if self.node is None:
             return True
 
@@ -394,7 +416,7 @@ class RowFilter:
             if member.path == "__id":
                 return target.id
             if on_root and member.path.startswith("__system/"):
-                return record.system_value(member.path[9:])
+                return system_value(record, member.path[9:])
             if not on_root and member.path == self.table.parent_id_key:
                 return row.parent_id
             found = self._node(member)
