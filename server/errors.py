@@ -66,6 +66,17 @@ def conflict(message: str, code: str = "409.3", **details: Any) -> Problem:
     return Problem(409, code, message, details)
 
 
+def attachment_differs(name: str, instance_id: str, **details: Any) -> Problem:
+    """Other bytes for a submission file already held: both kept, the new one in the conflict store."""
+    return Problem(
+        409,
+        "409.3",
+        f"Submission {instance_id!r} already has a different file named {name!r}. It was not replaced: "
+        "the file you sent has been kept beside it for the coordinator to review.",
+        {"reason": "attachment_differs", "name": name, "instanceId": instance_id, **details},
+    )
+
+
 def too_large(limit: int) -> Problem:
     return Problem(
         413,
