@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
 from server.blobs import BlobStore
-from server.config import Settings, load_settings
+from server.config import APP_CONFIG_KEY, Settings, load_settings
 from server.db import Database
 from server.models import MAX_ID
 
@@ -29,7 +29,7 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
-        SARHAD=settings,
+        **{APP_CONFIG_KEY: settings},
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -68,7 +68,3 @@ class _NoCookieSessions(SessionInterface):
 
     def save_session(self, app: Flask, session: Any, response: Any) -> None:
         return None
-
-
-def settings_of(app: Flask) -> Settings:
-    return app.config["SARHAD"]  # type: ignore[no-any-return]

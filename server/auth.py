@@ -14,11 +14,11 @@ import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app, g, request
+from flask import g, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server import db, errors
+from server import config, db, errors
 from server.models import ProjectRole, Role, User, WebSession, utcnow
 
 _hasher = PasswordHasher()
@@ -54,7 +54,7 @@ def login(session: Session, email: str, password: str) -> tuple[WebSession, str]
             verify_password(None, password)
         raise errors.unauthenticated("The e-mail address or password is wrong.")
     token = secrets.token_urlsafe(48)
-    ttl = dt.timedelta(hours=current_app.config["SARHAD"].session_ttl_hours)
+    ttl = dt.timedelta(hours=config.settings().session_ttl_hours)
     web_session = WebSession(token_sha256=token_sha256(token), user_id=user.id, expires_at=utcnow() + ttl)
     session.add(web_session)
     return web_session, token

@@ -27,11 +27,11 @@ import secrets
 import time
 from urllib.parse import unquote, urlsplit
 
-from flask import current_app, request
+from flask import request
 from sqlalchemy import bindparam, delete, exists, select
 from sqlalchemy.orm import Session
 
-from server import audit, db, errors
+from server import audit, config, db, errors
 from server.auth import token_sha256
 from server.ingest.reconcile import FormTarget
 from server.models import AppUser, DigestNonceUse, Form, FormAssignment, FormState, Project, User, utcnow
@@ -251,11 +251,11 @@ def _by_token(project_id: int, token: str) -> AppUser:
 
 
 def _secret() -> bytes:
-    return str(current_app.config["SARHAD"].secret_key).encode()
+    return str(config.settings().secret_key).encode()
 
 
 def _realm() -> str:
-    return str(current_app.config["SARHAD"].digest_realm)
+    return str(config.settings().digest_realm)
 
 
 def _sign(value: str) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from server.errors import Code
 from server.sync import keys, wire
 from sync_client import plan
 from sync_client.client import CentralClient, CentralRefused, ExitCode, SyncError
@@ -27,7 +28,7 @@ from sync_client.ledger import Key, Ledger
 from sync_client.sources import HubItem, HubStore, iter_chunks
 
 GZIP_HEADERS = {"Content-Type": wire.JSON_LINES_GZIP, "Content-Encoding": "gzip"}
-OFFSET_MISMATCH = "409.20"
+OFFSET_MISMATCH = Code.UPLOAD_OFFSET
 
 
 @dataclass

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from flask import Response, current_app, g, jsonify, request
+from flask import Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
-from server import auth, db, errors, settings_of
+from server import auth, config, db, errors
 from server.api import api
 from server.api.schemas import iso, load_json
 from server.config import Settings
@@ -58,7 +58,7 @@ class FormStateRequest(Schema):
 
 
 def _settings() -> Settings:
-    return settings_of(current_app)
+    return config.settings()
 
 
 def _flag(name: str) -> bool:

@@ -34,7 +34,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from server import audit, auth, db, errors
+from server import audit, auth, config, db, errors
 from server.api import api
 from server.api.odata_rows import review_state_json
 from server.api.schemas import iso, load_json
@@ -441,11 +441,7 @@ def submission_get_attachment(
         raise errors.forbidden(f"{name} belongs to a personal-data question; your role may not download it.")
     path = db.database().blobs.path(row.blob_sha256)
     if not path.exists():
-        raise errors.Problem(
-            500,
-            "500.2",
-            f"The stored file of {name} is missing; an administrator should run `sarhad doctor`.",
-        )
+        raise errors.stored_file_missing(name)
     mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
     return send_file(path, mimetype=mimetype, as_attachment=True, download_name=name, etag=row.blob_sha256)
 
@@ -495,9 +491,7 @@ def submission_upload_attachment(
 
 
 def _settings_max_xml() -> int:
-    from flask import current_app
-
-    return int(current_app.config["SARHAD"].max_xml_bytes)
+    return config.settings().max_xml_bytes
 
 
 def _ingest_body(fa: FormAccess, edit_of: str | None = None) -> ResponseReturnValue:

@@ -51,10 +51,12 @@ Attachment = tuple[str, StagedBlob | BinaryIO]
 
 
 def _max_xml_bytes() -> int:
-    from flask import current_app, has_app_context
+    from flask import has_app_context
 
-    if has_app_context() and "SARHAD" in current_app.config:
-        return int(current_app.config["SARHAD"].max_xml_bytes)
+    from server.config import settings
+
+    if has_app_context():
+        return settings().max_xml_bytes
     return DEFAULT_MAX_XML_BYTES
 
 

@@ -166,9 +166,7 @@ class IngestResult:
     def problem(self) -> errors.Problem:
         """The 409 of a conflict, for callers that answer with a Problem. Raising it rolls the
         transaction back, and with it the kept payload: return a 409 instead where the caller commits."""
-        return errors.conflict(
-            self.message, code="409.3", reason=str(self.conflict_reason), instanceId=self.instance_id
-        )
+        return errors.conflict(self.message, reason=str(self.conflict_reason), instanceId=self.instance_id)
 
 
 # ---- which form ----------------------------------------------------------------------------------------
@@ -251,9 +249,7 @@ def find_target(session: Session, project_id: int, parsed: ParsedSubmission, sou
             "device (Get blank form) and fill it again, or ask the coordinator to publish that version."
         )
     if state == FormState.CLOSED and source not in FIELD_SOURCES:
-        raise errors.conflict(
-            f"The form {parsed.form_id!r} is closed and no longer accepts submissions.", code="409.2"
-        )
+        raise errors.form_closed(parsed.form_id)
     return FormTarget(
         form_pk, parsed.form_id, state, version_pk, _binary_paths(session, version_pk, version_sha)
     )
