@@ -11,6 +11,7 @@ from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
+from server import log_redaction
 from server.blobs import BlobStore
 from server.config import APP_CONFIG_KEY, Settings, load_settings
 from server.db import Database
@@ -24,6 +25,7 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    log_redaction.install()  # no device key or session token in any log line
 
     app = Flask(__name__)
     app.config.update(
@@ -39,12 +41,14 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
 
     database = Database.create(settings.sqlalchemy_url, BlobStore(settings.blob_dir))
-    from server import db, errors
+    from server import db, errors, security_headers, signin_limits
     from server.api import api
     from server.openrosa import openrosa
 
     db.init_app(app, database)
     errors.init_app(app)
+    security_headers.init_app(app)
+    signin_limits.init_app(app)
     app.url_map.converters["int"] = _DatabaseInt  # before the routes are registered
     app.register_blueprint(api)
     app.register_blueprint(openrosa)

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from server import openrosa_replies
+from server.log_redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ def init_app(app: Flask) -> None:
     def _unstorable(exc: DataError) -> Response:
         # A value the database cannot hold (a NUL in a JSON string, a number out of range): the client's
         # input, and the transaction was rolled back.
-        log.warning("refused a value on %s %s: %s", request.method, request.path, exc.orig)
+        log.warning("refused a value on %s %s: %s", request.method, redact(request.path), exc.orig)
         return render(bad_request("A value in this request cannot be stored; nothing was changed."))
 
     @app.errorhandler(Problem)
@@ -240,5 +241,5 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.path)
+        log.exception("unexpected error on %s %s", request.method, redact(request.path))
         return render(unexpected())

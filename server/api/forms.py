@@ -247,8 +247,10 @@ def update_form(project_id: int, xml_form_id: str) -> ResponseReturnValue:
 # ---- reads -------------------------------------------------------------------------------------------
 
 
-def _readable_form(project_id: int, xml_form_id: str) -> Form:
-    auth.require_project_role(project_id)
+def _readable_form(project_id: int, xml_form_id: str, *roles: str) -> Form:
+    """The form, for a user with one of ``roles`` in its project (any role when none given); the role is
+    checked first, so that a 403 says nothing about which forms exist."""
+    auth.require_project_role(project_id, *roles)
     find_project(db.session(), project_id)
     return find_form(db.session(), project_id, xml_form_id)
 
@@ -330,7 +332,8 @@ def list_form_attachments(project_id: int, xml_form_id: str) -> ResponseReturnVa
 
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/draft/attachments")
 def list_form_draft_attachments(project_id: int, xml_form_id: str) -> ResponseReturnValue:
-    form = _readable_form(project_id, xml_form_id)
+    # The draft's media are being prepared by those who publish: admins and coordinators (README).
+    form = _readable_form(project_id, xml_form_id, *WRITE_ROLES)
     return jsonify([attachment_json(m) for m in _draft(form).media])
 
 
@@ -350,5 +353,5 @@ def get_form_attachment(project_id: int, xml_form_id: str, name: str) -> Respons
 
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/draft/attachments/<name>")
 def get_form_draft_attachment(project_id: int, xml_form_id: str, name: str) -> ResponseReturnValue:
-    form = _readable_form(project_id, xml_form_id)
+    form = _readable_form(project_id, xml_form_id, *WRITE_ROLES)
     return _attachment_file(_draft(form), name)
