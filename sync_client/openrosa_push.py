@@ -13,6 +13,7 @@ from typing import Any
 import requests
 from requests.auth import HTTPDigestAuth
 
+from server.log_redaction import redact
 from sync_client import __version__
 from sync_client import retry as retry_policy
 from sync_client.client import ExitCode, SyncError
@@ -50,6 +51,7 @@ class OpenRosaTarget:
     def __init__(self, config: SyncConfig, url: str, username: str | None, password: str | None) -> None:
         self.config = config
         self.url = url.rstrip("/")
+        self.shown_url = redact(self.url)  # a device key in the URL is never printed
         self.session = retry_policy.session(config)
         self.session.headers.update({"X-OpenRosa-Version": "1.0", "User-Agent": f"sarhad-sync/{__version__}"})
         if username:
@@ -63,16 +65,16 @@ class OpenRosaTarget:
         except (requests.ConnectionError, requests.Timeout) as exc:
             last = type(exc).__name__
             raise SyncError(
-                f"could not reach the OpenRosa server at {self.url} ({last})", ExitCode.UNREACHABLE
+                f"could not reach the OpenRosa server at {self.shown_url} ({last})", ExitCode.UNREACHABLE
             ) from None
         if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
             raise SyncError(
-                f"could not reach the OpenRosa server at {self.url} (HTTP {response.status_code})",
+                f"could not reach the OpenRosa server at {self.shown_url} (HTTP {response.status_code})",
                 ExitCode.UNREACHABLE,
             )
         if response.status_code == 401:
             raise SyncError(
-                f"the OpenRosa server at {self.url} refused the credentials: check the URL's token or "
+                f"the OpenRosa server at {self.shown_url} refused the credentials: check the URL's token or "
                 "--username/--password",
                 ExitCode.REFUSED_TOKEN,
             )
@@ -157,7 +159,7 @@ def push_to_openrosa(
 
 
 def describe(report: OpenRosaReport, url: str) -> str:
-    lines = [f"{url}: {report.sent} sent now, {report.already} sent before"]
+    lines = [f"{redact(url)}: {report.sent} sent now, {report.already} sent before"]
     for item, message in report.conflicts:
         lines.append(f"  conflict (not retried): {item.xml_form_id} {item.instance_id}: {message}")
     for item, message in report.refused:
