@@ -127,7 +127,10 @@ def check_device_address(session: Session) -> None:
 
 def device_credential_failed(session: Session, problem: errors.Problem) -> errors.Problem:
     """Count a wrong device key, device password or hub token against the address; the Problem to raise:
-    429 once the address is locked, else ``problem`` (the usual 401)."""
+    429 once the address is locked, else ``problem`` (the usual 401). Outside a request (a command
+    importing a bundle) there is no address to count: ``problem`` as it is."""
+    if not has_request_context():
+        return problem
     seconds = retry_after(session, Scope.DEVICE_ADDRESS, client_address())
     if seconds is not None:
         return _refuse(seconds, "with device credentials from this address")
