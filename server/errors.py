@@ -35,11 +35,16 @@ class Code(enum.StrEnum):
     FORBIDDEN = "403.1"  # signed in, but this role may not do this
     NOT_FOUND = "404.1"  # no such resource (or not one this requester may know of)
     METHOD_NOT_ALLOWED = "405.1"  # the address exists, the method does not
+    NOT_ACCEPTABLE = "406.1"  # no answer in a form the client accepts
     FORM_CLOSED = "409.2"  # the form is closed and takes no submissions
     CONFLICT = "409.3"  # already exists, or a payload kept for review instead of applied
     PUBLISHED_VERSION_DIFFERS = "409.6"  # a published form version (or its media) never changes
     UPLOAD_OFFSET = "409.20"  # a sync upload chunk that does not start where central stands
+    LENGTH_REQUIRED = "411.1"  # a body without Content-Length where one is needed
+    PRECONDITION_FAILED = "412.1"  # an If-Match / If-Unmodified-Since that does not hold
     TOO_LARGE = "413.1"  # a body or document over the configured limit
+    UNSUPPORTED_MEDIA_TYPE = "415.1"  # a body of a type this address does not take
+    RANGE_NOT_SATISFIABLE = "416.1"  # a Range outside the file
     UNPROCESSABLE = "422.1"  # well-formed, but the values cannot be used
     TOO_MANY_FAILURES = "429.1"  # too many failed sign-ins or wrong tokens: wait (Retry-After)
     UNEXPECTED = "500.1"  # a failure of the server itself; nothing was changed
@@ -198,8 +203,10 @@ def _http_problem(exc: HTTPException) -> Problem:
         return too_large(settings().max_request_bytes)
     if status == 405:
         return Problem(405, Code.METHOD_NOT_ALLOWED, f"The method {request.method} is not allowed here.")
-    # Other statuses werkzeug raises (411, 415, 416...): Central's pattern, the status and ".1".
-    return Problem(status, f"{status}.1", exc.description or exc.name)
+    # Other statuses werkzeug raises (406, 411, 412, 415, 416...) have their code in Code; a status
+    # without one is still told with Central's pattern rather than turned into another status.
+    code = next((c for c in Code if c.value == f"{status}.1"), None)
+    return Problem(status, code or f"{status}.1", exc.description or exc.name)
 
 
 def render(problem: Problem) -> Response:
