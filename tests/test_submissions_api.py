@@ -392,6 +392,33 @@ def test_late_attachment_goes_through_ingest_and_never_replaces(survey: Survey) 
     assert len(audits("submission.conflict")) == 1
 
 
+def test_closed_form_still_takes_late_files_of_accepted_submissions(live_server: Any) -> None:
+    closing = make_survey(live_server, "closed")
+    coordinator = closing.users["coordinator"].headers
+    xml = instance(23, "Hurshed", 41, photo="p23.jpg").replace("uuid:s-23", "uuid:closed-23")
+    made = requests.post(
+        closing.form_url("/submissions"),
+        data=xml,
+        headers={**coordinator, "Content-Type": "application/xml"},
+        timeout=30,
+    )
+    assert made.status_code == 200, made.text
+    closed = requests.patch(closing.form_url(), json={"state": "closed"}, headers=coordinator, timeout=30)
+    assert closed.status_code == 200, closed.text
+    other = xml.replace("uuid:closed-23", "uuid:closed-24")
+    refused = requests.post(
+        closing.form_url("/submissions"),
+        data=other,
+        headers={**coordinator, "Content-Type": "application/xml"},
+        timeout=30,
+    )
+    assert refused.status_code == 409 and refused.json()["code"] == "409.2"
+    url = closing.form_url("/submissions/uuid:closed-23/attachments/p23.jpg")
+    late = requests.post(url, data=b"LATE PHOTO", headers=coordinator, timeout=30)
+    assert late.status_code == 200, late.text
+    assert closing.get("/submissions/uuid:closed-23/attachments/p23.jpg").content == b"LATE PHOTO"
+
+
 def test_create_and_edit_submissions_from_xml(survey: Survey) -> None:
     xml = instance(20, "Dilnoza", 22, photo="p20.jpg").replace("uuid:s-20", "uuid:api-20")
     url = survey.form_url("/submissions")
