@@ -78,14 +78,14 @@ def seed(url: str, data_dir: Path, count: int) -> int:
     from sqlalchemy import insert, update
 
     from server import create_app, migrate
-    from server.config import load_settings
+    from server.config import load_settings, settings
     from server.forms.publish import publish, source_from_xlsform
     from server.models import Project, Submission, SubmissionVersion
 
     migrate.upgrade(url)
     app = create_app(load_settings(overrides={"data_dir": data_dir, "database_url": url}, environ={}))
     database = app.extensions["sarhad.db"]
-    source = source_from_xlsform(FORM.encode(), settings=app.config["SARHAD"], filename="bench.md")
+    source = source_from_xlsform(FORM.encode(), settings=settings(app), filename="bench.md")
     with app.app_context(), database.write() as w:
         project = Project(name="bench")
         w.session.add(project)

@@ -11,8 +11,9 @@ from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
+from server import log_redaction
 from server.blobs import BlobStore
-from server.config import Settings, load_settings
+from server.config import APP_CONFIG_KEY, Settings, load_settings
 from server.db import Database
 from server.models import MAX_ID
 
@@ -24,12 +25,13 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    log_redaction.install()  # no device key or session token in any log line
 
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
-        SARHAD=settings,
+        **{APP_CONFIG_KEY: settings},
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -39,12 +41,14 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
 
     database = Database.create(settings.sqlalchemy_url, BlobStore(settings.blob_dir))
-    from server import db, errors, url_ids
+    from server import db, errors, security_headers, signin_limits, url_ids
     from server.api import api
     from server.openrosa import openrosa
 
     db.init_app(app, database)
     errors.init_app(app)
+    security_headers.init_app(app)
+    signin_limits.init_app(app)
     url_ids.init_app(app)  # before the routes are registered: ids with any character, '/' included
     app.url_map.converters["int"] = _DatabaseInt  # before the routes are registered
     app.register_blueprint(api)
@@ -69,7 +73,3 @@ class _NoCookieSessions(SessionInterface):
 
     def save_session(self, app: Flask, session: Any, response: Any) -> None:
         return None
-
-
-def settings_of(app: Flask) -> Settings:
-    return app.config["SARHAD"]  # type: ignore[no-any-return]

@@ -14,11 +14,11 @@ import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app, g, request
+from flask import g, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server import db, errors
+from server import config, db, errors, signin_limits
 from server.models import ProjectRole, Role, User, WebSession, utcnow
 
 _hasher = PasswordHasher()
@@ -47,17 +47,30 @@ def token_sha256(token: str) -> str:
 
 
 def login(session: Session, email: str, password: str) -> tuple[WebSession, str]:
-    """Check e-mail and password; return a new session and its plain token (shown once)."""
+    """Check e-mail and password; return a new session and its plain token (shown once). Refused with
+    429 while the account or the address is locked (server.signin_limits)."""
+    user = password_user(session, email, password)
+    if user is None:
+        raise errors.unauthenticated("The e-mail address or password is wrong.")
+    token = secrets.token_urlsafe(48)
+    ttl = dt.timedelta(hours=config.settings().session_ttl_hours)
+    web_session = WebSession(token_sha256=token_sha256(token), user_id=user.id, expires_at=utcnow() + ttl)
+    session.add(web_session)
+    return web_session, token
+
+
+def password_user(session: Session, email: str, password: str) -> User | None:
+    """The active user with this e-mail and password, or None; every failure counts towards the sign-in
+    limits, and a locked account or address is refused (429) before the password is checked."""
+    signin_limits.check_password_signin(session, email)
     user = find_active_user(session, email)
     if user is None or not verify_password(user.password_hash, password):
         if user is None:
             verify_password(None, password)
-        raise errors.unauthenticated("The e-mail address or password is wrong.")
-    token = secrets.token_urlsafe(48)
-    ttl = dt.timedelta(hours=current_app.config["SARHAD"].session_ttl_hours)
-    web_session = WebSession(token_sha256=token_sha256(token), user_id=user.id, expires_at=utcnow() + ttl)
-    session.add(web_session)
-    return web_session, token
+        signin_limits.password_failed(email)
+        return None
+    signin_limits.password_succeeded(session, email)
+    return user
 
 
 def find_active_user(session: Session, email: str) -> User | None:
@@ -79,8 +92,7 @@ def _user_from_basic(encoded: str) -> User | None:
         email, _, password = base64.b64decode(encoded).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    user = find_active_user(db.session(), email)
-    return user if user is not None and verify_password(user.password_hash, password) else None
+    return password_user(db.session(), email, password)
 
 
 def current_user() -> User | None:

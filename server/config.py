@@ -14,10 +14,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 ENV_PREFIX = "SARHAD_"
 CONFIG_FILE_ENV = "SARHAD_CONFIG"
+APP_CONFIG_KEY = "SARHAD"  # where create_app keeps the Settings in app.config
 
 
 def _setting(default: Any, doc: str) -> Any:
@@ -81,6 +85,16 @@ class Settings:
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'sarhad.db').resolve()}"
+
+
+def settings(app: Flask | None = None) -> Settings:
+    """The one way to read settings at run time: those of ``app``, or without it of the application
+    handling the current request or command (``create_app`` put them there)."""
+    if app is None:
+        from flask import current_app
+
+        app = current_app
+    return app.config[APP_CONFIG_KEY]  # type: ignore[no-any-return]
 
 
 def setting_docs() -> dict[str, str]:

@@ -27,11 +27,11 @@ import secrets
 import time
 from urllib.parse import unquote, urlsplit
 
-from flask import current_app, request
+from flask import request
 from sqlalchemy import bindparam, delete, exists, select
 from sqlalchemy.orm import Session
 
-from server import audit, db, errors
+from server import audit, config, db, errors, signin_limits
 from server.auth import token_sha256
 from server.ingest.reconcile import FormTarget
 from server.models import AppUser, DigestNonceUse, Form, FormAssignment, FormState, Project, User, utcnow
@@ -238,8 +238,11 @@ def check_device_for_head(project_id: int, token: str | None) -> None:
 def _by_token(project_id: int, token: str) -> AppUser:
     row = db.session().connection().execute(_BY_TOKEN, {"sha256": token_sha256(token)}).first()
     if row is None:
-        raise errors.unauthenticated(
-            "This server does not know this device's key: scan the project's QR code again."
+        raise signin_limits.device_credential_failed(
+            db.session(),
+            errors.unauthenticated(
+                "This server does not know this device's key: scan the project's QR code again."
+            ),
         )
     # A detached copy of the row, read and never added to a session (no relationship points at AppUser):
     # loading it as an ORM object cost more than the rest of a HEAD request.
@@ -252,11 +255,11 @@ def _by_token(project_id: int, token: str) -> AppUser:
 
 
 def _secret() -> bytes:
-    return str(current_app.config["SARHAD"].secret_key).encode()
+    return str(config.settings().secret_key).encode()
 
 
 def _realm() -> str:
-    return str(current_app.config["SARHAD"].digest_realm)
+    return str(config.settings().digest_realm)
 
 
 def _sign(value: str) -> str:
@@ -316,10 +319,13 @@ def _by_basic(project_id: int, username: str, password: str) -> AppUser:
     # Basic carries the password itself: only over HTTPS, as Collect itself insists.
     if not request.is_secure:
         raise _refuse("Basic authentication is accepted only over HTTPS; use Digest.")
+    signin_limits.check_device_address(db.session())  # a password can be guessed: locked means no try
     app_user = _password_user(project_id, username)
     given = digest_ha1(username, _realm(), password)
     if app_user is None or not hmac.compare_digest(given, app_user.digest_ha1 or ""):
-        raise _refuse("The username or password is wrong.")
+        raise signin_limits.device_credential_failed(
+            db.session(), _refuse("The username or password is wrong.")
+        )
     if app_user.revoked_at is not None:
         raise errors.forbidden(REVOKED_MESSAGE)
     return app_user
@@ -349,6 +355,7 @@ def _by_digest(project_id: int) -> AppUser:
     if state == "bad":
         raise _refuse("The Digest nonce was not issued by this server.")
 
+    signin_limits.check_device_address(db.session())  # a password can be guessed: locked means no try
     app_user = _password_user(project_id, fields["username"] or "")
     ha1 = app_user.digest_ha1 if app_user is not None else _md5(secrets.token_hex(8))
     ha2 = _md5(f"{request.method}:{fields['uri']}")
@@ -361,7 +368,9 @@ def _by_digest(project_id: int) -> AppUser:
     else:
         raise _refuse("Only qop=auth is supported.")
     if app_user is None or not hmac.compare_digest(expected, fields["response"] or ""):
-        raise _refuse("The username or password is wrong.")
+        raise signin_limits.device_credential_failed(
+            db.session(), _refuse("The username or password is wrong.")
+        )
     if state == "stale":
         # Right password, old nonce: Collect retries with the new nonce without asking the user.
         raise _refuse("The Digest nonce has expired.", stale=True)

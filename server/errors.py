@@ -7,6 +7,7 @@ facilitator); every other endpoint gets JSON ``{"code": ..., "message": ..., "de
 
 from __future__ import annotations
 
+import enum
 import logging
 from typing import Any
 
@@ -15,68 +16,181 @@ from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from server import openrosa_replies
+from server.log_redaction import redact
 
 log = logging.getLogger(__name__)
+
+
+class Code(enum.StrEnum):
+    """Every problem code this server answers with, each meaning one kind of failure. A failure gets its
+    code here and nowhere else (``tests/test_errors.py`` fails on a code written anywhere else)."""
+
+    BAD_REQUEST = "400.1"  # the request cannot be understood (a bad value, body or option)
+    MISSING_PARAMETER = "400.2"  # a required parameter is missing
+    INVALID_FORM = "400.8"  # an XLSForm or XForm that does not convert or parse
+    FILTER_UNREADABLE = "400.18"  # an OData $filter that cannot be read
+    UNKNOWN_PROPERTY = "400.19"  # an OData $filter or $select naming no property
+    BAD_SKIPTOKEN = "400.20"  # an OData $skiptoken this server did not give out
+    UNAUTHENTICATED = "401.2"  # no credentials, or credentials that do not sign in
+    FORBIDDEN = "403.1"  # signed in, but this role may not do this
+    NOT_FOUND = "404.1"  # no such resource (or not one this requester may know of)
+    METHOD_NOT_ALLOWED = "405.1"  # the address exists, the method does not
+    NOT_ACCEPTABLE = "406.1"  # no answer in a form the client accepts
+    FORM_CLOSED = "409.2"  # the form is closed and takes no submissions
+    CONFLICT = "409.3"  # already exists, or a payload kept for review instead of applied
+    PUBLISHED_VERSION_DIFFERS = "409.6"  # a published form version (or its media) never changes
+    UPLOAD_OFFSET = "409.20"  # a sync upload chunk that does not start where central stands
+    LENGTH_REQUIRED = "411.1"  # a body without Content-Length where one is needed
+    PRECONDITION_FAILED = "412.1"  # an If-Match / If-Unmodified-Since that does not hold
+    TOO_LARGE = "413.1"  # a body or document over the configured limit
+    UNSUPPORTED_MEDIA_TYPE = "415.1"  # a body of a type this address does not take
+    RANGE_NOT_SATISFIABLE = "416.1"  # a Range outside the file
+    UNPROCESSABLE = "422.1"  # well-formed, but the values cannot be used
+    TOO_MANY_FAILURES = "429.1"  # too many failed sign-ins or wrong tokens: wait (Retry-After)
+    UNEXPECTED = "500.1"  # a failure of the server itself; nothing was changed
+    STORED_FILE_MISSING = "500.2"  # a row whose stored file is gone: `sarhad doctor`
+    NOT_IMPLEMENTED = "501.4"  # an OData feature this server does not offer
 
 
 class Problem(Exception):
     def __init__(
         self,
         status: int,
-        code: str,
+        code: Code | str,
         message: str,
         details: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.code = code
+        self.code = str(code)
         self.message = message
         self.details = details or {}
         self.headers = headers or {}
 
 
 def bad_request(message: str, **details: Any) -> Problem:
-    return Problem(400, "400.1", message, details)
+    return Problem(400, Code.BAD_REQUEST, message, details)
 
 
 def missing_parameter(name: str) -> Problem:
-    return Problem(400, "400.2", f"Required parameter {name!r} is missing.", {"field": name})
+    return Problem(400, Code.MISSING_PARAMETER, f"Required parameter {name!r} is missing.", {"field": name})
 
 
 def invalid_form(message: str, **details: Any) -> Problem:
-    return Problem(400, "400.8", message, details)
+    return Problem(400, Code.INVALID_FORM, message, details)
+
+
+def bad_query_option(option: str, message: str) -> Problem:
+    """An OData or export query option with a value that cannot be used."""
+    return Problem(400, Code.BAD_REQUEST, f"{option}: {message}", {"option": option})
+
+
+def filter_unreadable(reason: str, at: int | None = None) -> Problem:
+    details: dict[str, Any] = {"reason": reason}
+    if at is not None:
+        details["at"] = at
+    return Problem(
+        400, Code.FILTER_UNREADABLE, f"The $filter expression could not be read: {reason}", details
+    )
+
+
+def unknown_property(name: str) -> Problem:
+    return Problem(
+        400,
+        Code.UNKNOWN_PROPERTY,
+        f"There is no property {name!r} to filter or select on.",
+        {"property": name},
+    )
+
+
+def bad_skiptoken() -> Problem:
+    return Problem(
+        400, Code.BAD_SKIPTOKEN, "The $skiptoken is not one this server gave out.", {"option": "$skiptoken"}
+    )
+
+
+def unsupported_function(name: str, at: int) -> Problem:
+    return Problem(
+        501, Code.NOT_IMPLEMENTED, f"The function {name}() is not supported in $filter.", {"at": at}
+    )
 
 
 def unauthenticated(
     message: str = "Could not authenticate with the provided credentials.",
+    headers: dict[str, str] | None = None,
 ) -> Problem:
-    return Problem(401, "401.2", message)
+    return Problem(401, Code.UNAUTHENTICATED, message, headers=headers)
 
 
 def forbidden(message: str = "You are not allowed to do this.") -> Problem:
-    return Problem(403, "403.1", message)
+    return Problem(403, Code.FORBIDDEN, message)
 
 
 def not_found(message: str = "Could not find the resource you were looking for.") -> Problem:
-    return Problem(404, "404.1", message)
+    return Problem(404, Code.NOT_FOUND, message)
 
 
-def conflict(message: str, code: str = "409.3", **details: Any) -> Problem:
-    return Problem(409, code, message, details)
+def conflict(message: str, **details: Any) -> Problem:
+    """Already exists, or a payload kept for review instead of applied (Central's 409.3)."""
+    return Problem(409, Code.CONFLICT, message, details)
+
+
+def form_closed(form_id: str) -> Problem:
+    return Problem(
+        409, Code.FORM_CLOSED, f"The form {form_id!r} is closed and no longer accepts submissions.", {}
+    )
+
+
+def published_version_differs(message: str, **details: Any) -> Problem:
+    return Problem(409, Code.PUBLISHED_VERSION_DIFFERS, message, details)
+
+
+def upload_offset(message: str, offset: int) -> Problem:
+    return Problem(409, Code.UPLOAD_OFFSET, message, {"offset": offset})
+
+
+def attachment_differs(name: str, instance_id: str, **details: Any) -> Problem:
+    """Other bytes for a submission file already held: both kept, the new one in the conflict store."""
+    return Problem(
+        409,
+        Code.CONFLICT,
+        f"Submission {instance_id!r} already has a different file named {name!r}. It was not replaced: "
+        "the file you sent has been kept beside it for the coordinator to review.",
+        {"reason": "attachment_differs", "name": name, "instanceId": instance_id, **details},
+    )
 
 
 def too_large(limit: int) -> Problem:
     return Problem(
         413,
-        "413.1",
+        Code.TOO_LARGE,
         f"The request is larger than this server accepts ({limit} bytes).",
         {"limit": limit},
     )
 
 
 def unprocessable(message: str, **details: Any) -> Problem:
-    return Problem(422, "422.1", message, details)
+    return Problem(422, Code.UNPROCESSABLE, message, details)
+
+
+def too_many_failures(message: str, retry_after: int) -> Problem:
+    """Sign-in or token attempts refused for a while after too many failures (see server.signin_limits)."""
+    return Problem(
+        429, Code.TOO_MANY_FAILURES, message, {"retryAfter": retry_after}, {"Retry-After": str(retry_after)}
+    )
+
+
+def stored_file_missing(name: str) -> Problem:
+    return Problem(
+        500,
+        Code.STORED_FILE_MISSING,
+        f"The stored file of {name} is missing; an administrator should run `sarhad doctor`.",
+    )
+
+
+def unexpected() -> Problem:
+    return Problem(500, Code.UNEXPECTED, "The server failed to handle this request; nothing was changed.")
 
 
 def _http_problem(exc: HTTPException) -> Problem:
@@ -84,12 +198,15 @@ def _http_problem(exc: HTTPException) -> Problem:
     if status == 404:
         return not_found()
     if status == 413:
-        from flask import current_app
+        from server.config import settings
 
-        return too_large(current_app.config["MAX_CONTENT_LENGTH"])
+        return too_large(settings().max_request_bytes)
     if status == 405:
-        return Problem(405, "405.1", f"The method {request.method} is not allowed here.")
-    return Problem(status, f"{status}.1", exc.description or exc.name)
+        return Problem(405, Code.METHOD_NOT_ALLOWED, f"The method {request.method} is not allowed here.")
+    # Other statuses werkzeug raises (406, 411, 412, 415, 416...) have their code in Code; a status
+    # without one is still told with Central's pattern rather than turned into another status.
+    code = next((c for c in Code if c.value == f"{status}.1"), None)
+    return Problem(status, code or f"{status}.1", exc.description or exc.name)
 
 
 def render(problem: Problem) -> Response:
@@ -118,7 +235,7 @@ def init_app(app: Flask) -> None:
     def _unstorable(exc: DataError) -> Response:
         # A value the database cannot hold (a NUL in a JSON string, a number out of range): the client's
         # input, and the transaction was rolled back.
-        log.warning("refused a value on %s %s: %s", request.method, request.path, exc.orig)
+        log.warning("refused a value on %s %s: %s", request.method, redact(request.path), exc.orig)
         return render(bad_request("A value in this request cannot be stored; nothing was changed."))
 
     @app.errorhandler(Problem)
@@ -131,5 +248,5 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return render(Problem(500, "500.1", "The server failed to handle this request; nothing was changed."))
+        log.exception("unexpected error on %s %s", request.method, redact(request.path))
+        return render(unexpected())

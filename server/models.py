@@ -196,6 +196,19 @@ class DigestNonceUse(Base):
     used_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
 
+class SigninFailure(Base):
+    """One failed sign-in (wrong password) or wrong device/hub credential, by account or by address.
+    Counted over a few minutes by :mod:`server.signin_limits`, in the database so that every worker and
+    host of one central shares the count; rows older than the window are purged."""
+
+    __tablename__ = "signin_failure"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(20))  # account, address or device-address
+    subject: Mapped[str] = mapped_column(String(255))  # the e-mail (lower case) or the client address
+    failed_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    __table_args__ = (Index("ix_signin_failure_subject", "scope", "subject", "failed_at"),)
+
+
 class FormAssignment(Base):
     """Narrows what an app user sees: with no assignment it sees every open form of its project."""
 

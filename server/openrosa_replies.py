@@ -10,7 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from flask import Response, current_app
+from flask import Response
+
+from server import config
 
 XFORMS_LIST_NS = "http://openrosa.org/xforms/xformsList"
 MANIFEST_NS = "http://openrosa.org/xforms/xformsManifest"
@@ -23,7 +25,7 @@ def headers() -> dict[str, str]:
     # server adds one when it is missing), and formatting it cost a measurable share of a HEAD.
     return {
         "X-OpenRosa-Version": "1.0",
-        "X-OpenRosa-Accept-Content-Length": str(current_app.config["MAX_CONTENT_LENGTH"]),
+        "X-OpenRosa-Accept-Content-Length": str(config.settings().max_request_bytes),
     }
 
 

@@ -1,19 +1,20 @@
-"""Talking to central: one requests session, timeouts, retries with exponential backoff and jitter, and
-one error path that turns every failure into a plain sentence and an exit code."""
+"""Talking to central: requests sessions with timeouts and urllib3's retries (backoff with jitter, see
+:mod:`sync_client.retry`), and one error path that turns every failure into a plain sentence and an
+exit code."""
 
 from __future__ import annotations
 
 import logging
-import random
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
 from sync_client import __version__
+from sync_client import retry as retry_policy
 from sync_client.config import SyncConfig
+from sync_client.retry import RETRYABLE_STATUS
+from sync_client.retry import retries_made as retry_count
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,6 @@ class CentralRefused(SyncError):
         self.details = details
 
 
-_RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
-
-
 @dataclass
 class Traffic:
     """Bytes and requests sent, for the progress line and the ledger."""
@@ -60,57 +58,53 @@ class Traffic:
 
 @dataclass
 class CentralClient:
+    """Requests to central. Transient failures are retried by :mod:`sync_client.retry`'s policy (the one
+    retry loop of the client); what is still failing after it becomes a :class:`SyncError`."""
+
     config: SyncConfig
-    sleep: Callable[[float], None] = time.sleep
     traffic: Traffic = field(default_factory=Traffic)
-    session: requests.Session = field(default_factory=requests.Session)
+    session: requests.Session = field(init=False)
+    once: requests.Session = field(init=False)  # no retries: chunks of a resumable upload
 
     def __post_init__(self) -> None:
-        self.session.headers["User-Agent"] = f"sarhad-sync/{__version__}"
-        if self.config.token:
-            self.session.headers["Authorization"] = f"Bearer {self.config.token}"
+        self.session = retry_policy.session(self.config)
+        self.once = retry_policy.session(self.config, retries=0)
+        for made in (self.session, self.once):
+            made.headers["User-Agent"] = f"sarhad-sync/{__version__}"
+            if self.config.token:
+                made.headers["Authorization"] = f"Bearer {self.config.token}"
 
     def url(self, path: str) -> str:
         return self.config.central_url + path
 
-    def backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter: spreads hubs that all come back at once."""
-        cap = min(self.config.backoff_max_seconds, self.config.backoff_seconds * (2**attempt))
-        return random.uniform(cap / 2, cap)
-
     def request(self, method: str, path: str, *, retry: bool = True, raw: bool = False, **kwargs: Any) -> Any:
-        """JSON answer of a request; transient failures retried, others raised as SyncError."""
+        """JSON answer of a request (bytes with ``raw``); failures that outlast the retries, and central's
+        refusals, raised as SyncError."""
         kwargs.setdefault("timeout", (self.config.connect_timeout, self.config.read_timeout))
         body = kwargs.get("data") if kwargs.get("data") is not None else b""
-        attempts = self.config.retries + 1 if retry else 1
-        last: str = ""
-        for attempt in range(attempts):
-            if attempt:
-                self.traffic.retries += 1
-                self.sleep(self.backoff(attempt - 1))
-            self.traffic.requests += 1
-            self.traffic.bytes_sent += len(body) if isinstance(body, bytes | bytearray) else 0
-            try:
-                response = self.session.request(method, self.url(path), **kwargs)
-                if response.status_code in _RETRYABLE_STATUS:
-                    last = f"central answered {response.status_code}"
-                    continue
-                if raw and response.status_code < 400:
-                    return response.content
-                return self._answer(response)
-            except (
-                requests.ConnectionError,
-                requests.Timeout,
-                requests.exceptions.ChunkedEncodingError,
-            ) as exc:
-                last = _network_reason(exc)
-                log.debug("%s %s failed (%s), attempt %d", method, path, last, attempt + 1)
-                continue
-            except ValueError:  # a truncated JSON body: the reply was cut
-                last = "central's answer was cut off"
-                continue
-        raise SyncError(
-            f"could not reach central at {self.config.central_url} ({last}); "
+        self.traffic.requests += 1
+        self.traffic.bytes_sent += len(body) if isinstance(body, bytes | bytearray) else 0
+        session = self.session if retry else self.once
+        before = retry_count(session)
+        try:
+            response = session.request(method, self.url(path), **kwargs)
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            log.debug("%s %s failed: %s", method, path, exc)
+            raise self.unreachable(_network_reason(exc)) from None
+        finally:
+            self.traffic.retries += retry_count(session) - before
+        if response.status_code in RETRYABLE_STATUS:
+            raise self.unreachable(f"central answered {response.status_code}")
+        if raw and response.status_code < 400:
+            return response.content
+        try:
+            return self._answer(response)
+        except ValueError:  # a body that is not the JSON it should be: an answer cut short
+            raise self.unreachable("central's answer was cut off") from None
+
+    def unreachable(self, reason: str) -> SyncError:
+        return SyncError(
+            f"could not reach central at {self.config.central_url} ({reason}); "
             "check the link and try again later — nothing is lost, the next run continues where this stopped",
             ExitCode.UNREACHABLE,
         )

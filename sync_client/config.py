@@ -40,7 +40,9 @@ class SyncConfig:
     connect_timeout: float = _setting(15.0, "Seconds to wait for a connection to central.")
     read_timeout: float = _setting(120.0, "Seconds to wait for central's answer.")
     retries: int = _setting(8, "How many times a failed request is tried again (with growing waits).")
-    backoff_seconds: float = _setting(1.0, "First wait before a retry; doubles each time, with jitter.")
+    backoff_seconds: float = _setting(
+        1.0, "Unit of the waits between retries: the n-th waits this x 2^(n-1), plus up to this at random."
+    )
     backoff_max_seconds: float = _setting(60.0, "Longest wait between retries.")
     interval_minutes: float = _setting(5.0, "`watch`: minutes between checks for a link to central.")
     central_bundle_key: str = _setting(

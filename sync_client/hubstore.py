@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from flask import Flask
 
 from server import create_app
-from server.config import Settings, load_settings
+from server.config import Settings, load_settings, settings
 from server.db import Database, Writer
 from sync_client.config import SyncConfig
 
@@ -24,7 +24,7 @@ class HubWriter:
 
     @property
     def settings(self) -> Settings:
-        return self.app.config["SARHAD"]  # type: ignore[no-any-return]
+        return settings(self.app)
 
     @property
     def database(self) -> Database:

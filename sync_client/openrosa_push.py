@@ -7,18 +7,19 @@ remembers what was sent, so a restart goes on with the rest."""
 from __future__ import annotations
 
 import email.utils
-import random
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 from requests.auth import HTTPDigestAuth
 
+from server.log_redaction import redact
 from sync_client import __version__
+from sync_client import retry as retry_policy
 from sync_client.client import ExitCode, SyncError
 from sync_client.config import SyncConfig
 from sync_client.ledger import Key, Ledger, attachments_key
+from sync_client.retry import RETRYABLE_STATUS
 from sync_client.sources import HubItem, HubStore
 
 DEFAULT_LIMIT = 10_000_000  # what Collect assumes when the server does not say
@@ -50,35 +51,34 @@ class OpenRosaTarget:
     def __init__(self, config: SyncConfig, url: str, username: str | None, password: str | None) -> None:
         self.config = config
         self.url = url.rstrip("/")
-        self.session = requests.Session()
+        self.shown_url = redact(self.url)  # a device key in the URL is never printed
+        self.session = retry_policy.session(config)
         self.session.headers.update({"X-OpenRosa-Version": "1.0", "User-Agent": f"sarhad-sync/{__version__}"})
         if username:
             self.session.auth = HTTPDigestAuth(username, password or "")
 
     def _send(self, method: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", (self.config.connect_timeout, self.config.read_timeout))
-        last = ""
-        for attempt in range(self.config.retries + 1):
-            if attempt:
-                cap = min(self.config.backoff_max_seconds, self.config.backoff_seconds * 2 ** (attempt - 1))
-                time.sleep(random.uniform(cap / 2, cap))
-            headers = {"Date": email.utils.formatdate(usegmt=True)}
-            try:
-                response = self.session.request(method, self.url + "/submission", headers=headers, **kwargs)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                last = type(exc).__name__
-                continue
-            if response.status_code >= 500 or response.status_code in (408, 429):
-                last = f"HTTP {response.status_code}"
-                continue
-            if response.status_code == 401:
-                raise SyncError(
-                    f"the OpenRosa server at {self.url} refused the credentials: check the URL's token or "
-                    "--username/--password",
-                    ExitCode.REFUSED_TOKEN,
-                )
-            return response
-        raise SyncError(f"could not reach the OpenRosa server at {self.url} ({last})", ExitCode.UNREACHABLE)
+        headers = {"Date": email.utils.formatdate(usegmt=True)}
+        try:  # transient failures are retried by the session (sync_client.retry)
+            response = self.session.request(method, self.url + "/submission", headers=headers, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            last = type(exc).__name__
+            raise SyncError(
+                f"could not reach the OpenRosa server at {self.shown_url} ({last})", ExitCode.UNREACHABLE
+            ) from None
+        if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
+            raise SyncError(
+                f"could not reach the OpenRosa server at {self.shown_url} (HTTP {response.status_code})",
+                ExitCode.UNREACHABLE,
+            )
+        if response.status_code == 401:
+            raise SyncError(
+                f"the OpenRosa server at {self.shown_url} refused the credentials: check the URL's token or "
+                "--username/--password",
+                ExitCode.REFUSED_TOKEN,
+            )
+        return response
 
     def limit(self) -> int:
         response = self._send("HEAD")
@@ -159,7 +159,7 @@ def push_to_openrosa(
 
 
 def describe(report: OpenRosaReport, url: str) -> str:
-    lines = [f"{url}: {report.sent} sent now, {report.already} sent before"]
+    lines = [f"{redact(url)}: {report.sent} sent now, {report.already} sent before"]
     for item, message in report.conflicts:
         lines.append(f"  conflict (not retried): {item.xml_form_id} {item.instance_id}: {message}")
     for item, message in report.refused:

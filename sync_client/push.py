@@ -18,16 +18,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm import tqdm
+from urllib3.exceptions import MaxRetryError
 
+from server.errors import Code
 from server.sync import keys, wire
 from sync_client import plan
+from sync_client import retry as retry_policy
 from sync_client.client import CentralClient, CentralRefused, ExitCode, SyncError
 from sync_client.config import SyncConfig
 from sync_client.ledger import Key, Ledger
 from sync_client.sources import HubItem, HubStore, iter_chunks
 
 GZIP_HEADERS = {"Content-Type": wire.JSON_LINES_GZIP, "Content-Encoding": "gzip"}
-OFFSET_MISMATCH = "409.20"
+OFFSET_MISMATCH = Code.UPLOAD_OFFSET
 
 
 @dataclass
@@ -197,7 +200,8 @@ def upload_blob(s: Session, sha256: str, size: int, bar: tqdm[Any] | None = None
     A chunk cut by the link is not sent again from its start: central keeps what arrived, so the
     next attempt asks where the upload stands and goes on from there."""
     state = _open_upload(s, sha256, size)
-    offset, sent, cuts = int(state["offset"]), 0, 0
+    offset, sent = int(state["offset"]), 0
+    resume = retry_policy.policy(s.config)  # the same budget and waits as every other request
     if bar is not None:
         bar.update(offset)
     while not state["complete"]:
@@ -225,11 +229,14 @@ def upload_blob(s: Session, sha256: str, size: int, bar: tqdm[Any] | None = None
             # The previous attempt did arrive (its answer was lost) or central knows better: go on from there.
             state = s.client.get(f"/v1/sync/uploads/{sha256}")
         except SyncError as failed:
-            if failed.exit_code != ExitCode.UNREACHABLE or cuts >= s.config.retries:
+            if failed.exit_code != ExitCode.UNREACHABLE:
                 raise
-            cuts += 1
+            try:
+                resume = resume.increment("PUT", f"/v1/sync/uploads/{sha256}", error=failed)
+            except MaxRetryError:
+                raise failed from None
             s.client.traffic.retries += 1
-            s.client.sleep(s.client.backoff(cuts - 1))
+            resume.sleep()
             state = _resume_upload(s, sha256, size)
         if bar is not None:
             bar.update(int(state["offset"]) - offset)

@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 
+from server.config import settings
 from server.db import Database
 from server.forms.publish import publish, source_from_xlsform
 from server.ingest import ingest
@@ -40,7 +41,7 @@ def make_project(database: Database, name: str, **columns: Any) -> int:
 def publish_form(database: Database, app: Any, project_id: int, data: bytes, filename: str,
                  media: Mapping[str, bytes] | None = None) -> int:  # fmt: skip
     """Publish an XLSForm (xlsx, or pyxform's markdown) through the real publishing code."""
-    source = source_from_xlsform(data, settings=app.config["SARHAD"], filename=filename)
+    source = source_from_xlsform(data, settings=settings(app), filename=filename)
     with app.app_context(), database.write() as w:
         project = w.session.get(Project, project_id)
         assert project is not None

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, select
 
+from server.config import settings
 from server.db import Database
 from server.forms import publish, source_from_xform, source_from_xlsform
 from server.models import (
@@ -116,12 +117,12 @@ def publish_xform(app: Flask, project_id: int, xml: bytes, media: Mapping[str, b
     with app.app_context(), database.write() as w:
         project = w.session.get(Project, project_id)
         assert project is not None
-        return publish(w, project, source_from_xform(xml, app.config["SARHAD"]), dict(media or {})).form.id
+        return publish(w, project, source_from_xform(xml, settings(app)), dict(media or {})).form.id
 
 
 def publish_xlsform(app: Flask, project_id: int, path: Path, media: Mapping[str, bytes] | None = None) -> int:
     database: Database = app.extensions["sarhad.db"]
-    source = source_from_xlsform(path.read_bytes(), app.config["SARHAD"], filename=path.name)
+    source = source_from_xlsform(path.read_bytes(), settings(app), filename=path.name)
     if media is None:  # the mission forms keep their CSV lookups beside them
         media = {p.name: p.read_bytes() for p in path.parent.glob("*.csv")}
     wanted = set(source.info.media_names)
@@ -147,7 +148,7 @@ def make_device(
             project,
             name or f"tablet {uuid.uuid4().hex[:6]}",
             password=password,
-            realm=app.config["SARHAD"].digest_realm,
+            realm=settings(app).digest_realm,
         )
         return user.id, token
 

@@ -1,5 +1,6 @@
 """Settings: defaults, then the TOML file, then SARHAD_* variables; bad values are plain errors."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,20 @@ def test_bad_values_are_named(tmp_path: Path) -> None:
         load_settings(environ={"SARHAD_DATA_DIR": str(tmp_path)}, config_file=config)
     with pytest.raises(ValueError, match="report_min_cell must be at least 2"):
         load_settings(environ={"SARHAD_DATA_DIR": str(tmp_path), "SARHAD_REPORT_MIN_CELL": "1"})
+
+
+def test_one_accessor_reads_settings_at_run_time() -> None:
+    """``server.config.settings()`` is the only way code reads the running app's settings: a second
+    way (``app.config["SARHAD"]``, Flask's ``MAX_CONTENT_LENGTH``) could drift from it."""
+    root = Path(__file__).resolve().parent.parent
+    accessor = root / "server" / "config.py"
+    pattern = re.compile(r"""config\[\s*["'](SARHAD|MAX_CONTENT_LENGTH)["']\s*\]|settings_of\(""")
+    offences = [
+        f"{path.relative_to(root)}:{n}: {line.strip()}"
+        for folder in ("server", "sync_client", "tests", "bench")
+        for path in sorted((root / folder).rglob("*.py"))
+        if path not in (accessor, Path(__file__).resolve())
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert offences == [], "\n".join(offences)

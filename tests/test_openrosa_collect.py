@@ -20,6 +20,7 @@ import requests
 from flask import Flask
 from sqlalchemy import select
 
+from server.config import settings
 from server.db import Database
 from server.models import (
     AppUser,
@@ -208,7 +209,7 @@ def test_assignments_narrow_what_a_device_sees_and_sends(live_server: LiveServer
 
 def test_head_submission_is_204_with_the_size_limit(site: Site) -> None:
     collect = site.collect()
-    assert collect.head_submission() == site.live.app.config["MAX_CONTENT_LENGTH"]
+    assert collect.head_submission() == settings(site.live.app).max_request_bytes
     head = collect.requests_made[-1]
     assert head.status_code == 204 and head.headers["X-OpenRosa-Version"] == "1.0"
     assert head.headers["Date"].endswith(" GMT")  # the HTTP server's own (OpenRosa asks for one)

@@ -105,12 +105,9 @@ SCRIPT = textwrap.dedent(
         expanded = client.submissions.get_table(form_id="survey1", expand="*", top=1)
         out["expand"] = expanded["value"][0]["visit"]
         out["repeat"] = client.submissions.get_table(form_id="survey1", table_name="Submissions.visit.person")
-        photo = work / "p1.jpg"
-        photo.write_bytes(bytes(range(256)) * 200)
         attachments = SubmissionAttachmentService(
             session=client.session, default_project_id=client.project_id
         )
-        out["uploaded"] = attachments.upload(photo, form_id="survey1", instance_id="uuid:s-1")
         listed = attachments.list(form_id="survey1", instance_id="uuid:s-1")
         out["attachments"] = sorted((a.name, a.exists) for a in listed)
         client.submissions.review("uuid:s-2", "approved", form_id="survey1", comment="Checked by phone")
@@ -118,11 +115,13 @@ SCRIPT = textwrap.dedent(
         out["reviewed"] = client.submissions.get("uuid:s-2", form_id="survey1").reviewState
         out["comments"] = [c.body for c in client.submissions.list_comments("uuid:s-2", form_id="survey1")]
         made = work / "p20.jpg"
-        made.write_bytes(b"NEW PHOTO")
+        made.write_bytes(bytes(range(256)) * 200)
         created = client.submissions.create(
             create_xml, form_id="survey1", device_id="pyodk", attachments=[made]
         )
         out["created"] = [created.instanceId, [(a.name, a.exists) for a in created.attachments or []]]
+        # The same file again (a retry): a success, nothing changes.
+        out["uploaded"] = attachments.upload(made, form_id="survey1", instance_id="uuid:pyodk-20")
     # A second client reuses the cached token (pyodk checks it with GET /v1/users/current).
     with Client(config_path=config, cache_path=cache) as again:
         out["again"] = len(again.submissions.list(form_id="survey1"))
@@ -183,8 +182,8 @@ def test_pyodk_end_to_end(pyodk_python: Path, server_process: Any, make_env: Any
         from server.api.submissions import find_submission
         from server.forms.publish import find_form
 
-        sub = find_submission(session, find_form(session, survey.project, "survey1"), "uuid:s-1")
-        photo = next(a for a in sub.current_version.attachments if a.name == "p1.jpg")  # type: ignore[union-attr]
+        sub = find_submission(session, find_form(session, survey.project, "survey1"), "uuid:pyodk-20")
+        photo = next(a for a in sub.current_version.attachments if a.name == "p20.jpg")  # type: ignore[union-attr]
         stored = live.database.blobs.read_bytes(photo.blob_sha256)  # type: ignore[arg-type]
     assert stored == bytes(range(256)) * 200  # the whole chunked upload, byte for byte
     assert out["reviewed"] == "approved"

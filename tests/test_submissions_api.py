@@ -3,6 +3,7 @@ versions and attachments (chunked uploads), with personal data redacted for anal
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from lxml import etree
 from sqlalchemy import select
 
 from server.datasets.redact import pseudonym
-from server.models import AuditEvent, Project
+from server.models import AuditEvent, Conflict, Project
 from tests.conftest import serve_in_thread
 from tests.datasets_fixtures import WebUser, make_app_user, make_project, publish_form, submit, web_user
 
@@ -304,20 +305,29 @@ def test_attachment_list_and_download(survey: Survey) -> None:
 
 def test_chunked_attachment_upload(survey: Survey) -> None:
     """pyodk uploads with Transfer-Encoding: chunked (no Content-Length): the whole body must be kept."""
+    xml = instance(21, "Farrukh", 33, photo="p21.jpg").replace("uuid:s-21", "uuid:chunked-21")
+    coordinator = survey.users["coordinator"].headers
+    created = requests.post(
+        survey.form_url("/submissions"),
+        data=xml,
+        headers={**coordinator, "Content-Type": "application/xml"},
+        timeout=30,
+    )
+    assert created.status_code == 200, created.text
     payload = bytes(range(256)) * 1000  # 256 kB in many chunks
 
     def chunks() -> Iterator[bytes]:
         for start in range(0, len(payload), 16384):
             yield payload[start : start + 16384]
 
-    url = survey.form_url("/submissions/uuid:s-1/attachments/p1.jpg")
+    url = survey.form_url("/submissions/uuid:chunked-21/attachments/p21.jpg")
     denied = requests.post(url, data=b"x", headers=survey.users["analyst"].headers, timeout=30)
     assert denied.status_code == 403
-    headers = {**survey.users["coordinator"].headers, "Content-Type": "image/jpeg"}
+    headers = {**coordinator, "Content-Type": "image/jpeg"}
     reply = requests.post(url, data=chunks(), headers=headers, timeout=60)
     assert reply.status_code == 200, reply.text
     assert reply.json() == {"success": True}
-    assert survey.get("/submissions/uuid:s-1/attachments/p1.jpg").content == payload
+    assert survey.get("/submissions/uuid:chunked-21/attachments/p21.jpg").content == payload
     unknown = requests.post(
         survey.form_url("/submissions/uuid:s-1/attachments/nope.jpg"), data=b"x", headers=headers, timeout=30
     )
@@ -328,7 +338,85 @@ def test_chunked_attachment_upload(survey: Survey) -> None:
             .where(AuditEvent.action == "submission.attachment")
             .order_by(AuditEvent.id.desc())
         ).first()
-        assert event is not None and event.details["name"] == "p1.jpg" and event.details["replaced"]
+        assert event is not None and event.details["name"] == "p21.jpg"
+        assert event.details["sha256"] == hashlib.sha256(payload).hexdigest()
+
+
+def test_late_attachment_goes_through_ingest_and_never_replaces(survey: Survey) -> None:
+    """A file posted on its own is decided like any resend: filled when missing, the same bytes again a
+    success, other bytes kept beside the held file in the conflict store (409), never in its place."""
+    xml = instance(22, "Gulnora", 29, photo="p22.jpg").replace("uuid:s-22", "uuid:late-22")
+    coordinator = survey.users["coordinator"].headers
+    created = requests.post(
+        survey.form_url("/submissions"),
+        data=xml,
+        headers={**coordinator, "Content-Type": "application/xml"},
+        timeout=30,
+    )
+    assert created.status_code == 200, created.text
+    url = survey.form_url("/submissions/uuid:late-22/attachments/p22.jpg")
+
+    def audits(action: str) -> list[AuditEvent]:
+        with survey.live.database.read() as session:
+            return list(
+                session.scalars(
+                    select(AuditEvent).where(
+                        AuditEvent.action == action,
+                        AuditEvent.details["instanceId" if action == "submission.conflict" else "instance_id"]
+                        .as_string()
+                        .in_(["uuid:late-22"]),
+                    )
+                )
+            )
+
+    first = requests.post(url, data=b"FIRST-PHOTO", headers=coordinator, timeout=30)
+    assert first.status_code == 200, first.text
+    assert len(audits("submission.attachment")) == 1
+    again = requests.post(url, data=b"FIRST-PHOTO", headers=coordinator, timeout=30)
+    assert again.status_code == 200 and again.json() == {"success": True}
+    assert len(audits("submission.attachment")) == 1  # nothing changed, nothing to audit
+    for _ in range(2):  # the same differing file twice is kept once
+        other = requests.post(url, data=b"OTHER-PHOTO", headers=coordinator, timeout=30)
+        assert other.status_code == 409, other.text
+        body = other.json()
+        assert body["code"] == "409.3" and body["details"]["reason"] == "attachment_differs"
+        assert body["details"]["name"] == "p22.jpg"
+    assert survey.get("/submissions/uuid:late-22/attachments/p22.jpg").content == b"FIRST-PHOTO"
+    with survey.live.database.read() as session:
+        conflicts = list(session.scalars(select(Conflict).where(Conflict.instance_id == "uuid:late-22")))
+        assert [c.reason for c in conflicts] == ["attachment_differs"]
+        kept = [(a.name, a.blob_sha256) for a in conflicts[0].attachments]
+        assert kept == [("p22.jpg", hashlib.sha256(b"OTHER-PHOTO").hexdigest())]
+    blob = survey.live.database.blobs.path(hashlib.sha256(b"OTHER-PHOTO").hexdigest())
+    assert blob.read_bytes() == b"OTHER-PHOTO"
+    assert len(audits("submission.conflict")) == 1
+
+
+def test_closed_form_still_takes_late_files_of_accepted_submissions(live_server: Any) -> None:
+    closing = make_survey(live_server, "closed")
+    coordinator = closing.users["coordinator"].headers
+    xml = instance(23, "Hurshed", 41, photo="p23.jpg").replace("uuid:s-23", "uuid:closed-23")
+    made = requests.post(
+        closing.form_url("/submissions"),
+        data=xml,
+        headers={**coordinator, "Content-Type": "application/xml"},
+        timeout=30,
+    )
+    assert made.status_code == 200, made.text
+    closed = requests.patch(closing.form_url(), json={"state": "closed"}, headers=coordinator, timeout=30)
+    assert closed.status_code == 200, closed.text
+    other = xml.replace("uuid:closed-23", "uuid:closed-24")
+    refused = requests.post(
+        closing.form_url("/submissions"),
+        data=other,
+        headers={**coordinator, "Content-Type": "application/xml"},
+        timeout=30,
+    )
+    assert refused.status_code == 409 and refused.json()["code"] == "409.2"
+    url = closing.form_url("/submissions/uuid:closed-23/attachments/p23.jpg")
+    late = requests.post(url, data=b"LATE PHOTO", headers=coordinator, timeout=30)
+    assert late.status_code == 200, late.text
+    assert closing.get("/submissions/uuid:closed-23/attachments/p23.jpg").content == b"LATE PHOTO"
 
 
 def test_create_and_edit_submissions_from_xml(survey: Survey) -> None:

@@ -53,6 +53,7 @@ def test_push_to_openrosa_server(make_env: Callable[[], AppEnv], tmp_path: Path)
         first = run_sync(env, "push", "--to-openrosa", url)
         assert first.returncode == 5, first.stdout + first.stderr
         assert "2 sent now, 0 sent before" in first.stdout
+        assert device_token not in first.stdout + first.stderr  # printed as /v1/key/***/
         assert f"conflict (not retried): sync_survey {disputed}" in first.stdout
         held = {h[2]: dict(h[4]) for h in target.holdings() if h[0] == "version"}
         assert set(held[two]) == {"a.jpg", "b.jpg"}  # both parts of the split upload arrived
@@ -70,5 +71,6 @@ def test_push_to_openrosa_server(make_env: Callable[[], AppEnv], tmp_path: Path)
 
         wrong = run_sync(env, "push", "--to-openrosa", f"{live.url}/v1/key/nope/projects/{project}")
         assert wrong.returncode == 4 and "refused the credentials" in wrong.stderr
+        assert "/v1/key/***/projects" in wrong.stderr
     finally:
         stop()

@@ -17,6 +17,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from server.config import settings
 from server.models import AuditEvent, Blob, Hub, SyncUpload
 from server.projects import create_project
 from server.sync import keys, wire
@@ -149,7 +150,7 @@ def test_chunked_upload_resumes_and_verifies(
     wrong = requests.put(f"{url}/{liar}", params={"offset": 0}, data=b"hello", headers=headers, timeout=10)
     assert wrong.status_code == 422 and "do not match" in wrong.json()["message"]
     assert requests.get(f"{url}/{liar}", headers=headers, timeout=10).status_code == 404
-    assert not list((live_server.app.config["SARHAD"].data_dir / "sync-uploads").glob(f"*{liar}*"))
+    assert not list((settings(live_server.app).data_dir / "sync-uploads").glob(f"*{liar}*"))
 
 
 def test_a_cut_chunk_keeps_what_arrived(

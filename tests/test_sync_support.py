@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from server import create_app, migrate
-from server.config import load_settings
+from server.config import load_settings, settings
 from server.db import Database
 from server.forms.publish import publish, source_from_xform
 from server.models import (
@@ -124,7 +124,7 @@ class Store:
         with self.app.app_context(), self.database.write() as w:
             project = w.session.get(Project, project_id)
             assert project is not None
-            publish(w, project, source_from_xform(xml, self.app.config["SARHAD"]), dict(media or {}))
+            publish(w, project, source_from_xform(xml, settings(self.app)), dict(media or {}))
 
     def hub_token(self, name: str, project_id: int) -> str:
         with self.database.write() as w:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, jsonify
+from flask import jsonify
 from flask.typing import ResponseReturnValue
 from marshmallow import Schema, fields
 from sqlalchemy import select
 
-from server import auth, db, devices
+from server import auth, config, db, devices
 from server.api import api
 from server.api.schemas import iso, load_json
 from server.models import AppUser
@@ -53,7 +53,7 @@ def create_app_user(project_id: int) -> ResponseReturnValue:
     user = auth.require_project_role(project_id, *WRITERS)
     body = load_json(AppUserRequest())
     project = find_project(db.session(), project_id)
-    realm = current_app.config["SARHAD"].digest_realm
+    realm = config.settings().digest_realm
     app_user, token = devices.create_app_user(
         db.session(), project, body["displayName"], password=body["password"], realm=realm, actor=user
     )

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from flask import Response, current_app, g, jsonify, request
+from flask import Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
-from server import auth, db, errors, settings_of
+from server import auth, config, db, errors
 from server.api import api
 from server.api.schemas import iso, load_json
 from server.config import Settings
@@ -59,7 +59,7 @@ class FormStateRequest(Schema):
 
 
 def _settings() -> Settings:
-    return settings_of(current_app)
+    return config.settings()
 
 
 def _flag(name: str) -> bool:
@@ -251,8 +251,10 @@ def update_form(project_id: int, xml_form_id: str) -> ResponseReturnValue:
 # ---- reads -------------------------------------------------------------------------------------------
 
 
-def _readable_form(project_id: int, xml_form_id: str) -> Form:
-    auth.require_project_role(project_id)
+def _readable_form(project_id: int, xml_form_id: str, *roles: str) -> Form:
+    """The form, for a user with one of ``roles`` in its project (any role when none given); the role is
+    checked first, so that a 403 says nothing about which forms exist."""
+    auth.require_project_role(project_id, *roles)
     find_project(db.session(), project_id)
     return find_form(db.session(), project_id, xml_form_id)
 
@@ -334,7 +336,8 @@ def list_form_attachments(project_id: int, xml_form_id: str) -> ResponseReturnVa
 
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/draft/attachments")
 def list_form_draft_attachments(project_id: int, xml_form_id: str) -> ResponseReturnValue:
-    form = _readable_form(project_id, xml_form_id)
+    # The draft's media are being prepared by those who publish: admins and coordinators (README).
+    form = _readable_form(project_id, xml_form_id, *WRITE_ROLES)
     return jsonify([attachment_json(m) for m in _draft(form).media])
 
 
@@ -354,5 +357,5 @@ def get_form_attachment(project_id: int, xml_form_id: str, name: str) -> Respons
 
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/draft/attachments/<name>")
 def get_form_draft_attachment(project_id: int, xml_form_id: str, name: str) -> ResponseReturnValue:
-    form = _readable_form(project_id, xml_form_id)
+    form = _readable_form(project_id, xml_form_id, *WRITE_ROLES)
     return _attachment_file(_draft(form), name)

@@ -45,7 +45,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from server import audit, db, errors
+from server import audit, config, db, errors
 from server.api import api
 from server.api.submissions import FormAccess, form_access, shown_identity
 from server.datasets import Filters, SubmissionRecord, records, submissions_query
@@ -75,14 +75,13 @@ def _flag(name: str) -> bool:
 
 
 def _bad_option(option: str, message: str) -> errors.Problem:
-    return errors.Problem(400, "400.1", f"{option}: {message}", {"option": option})
+    return errors.bad_query_option(option, message)
 
 
 def _absolute(path: str) -> str:
     """An absolute URL on this server: BASE_URL when set (behind a proxy), else the request's host."""
-    from flask import current_app
 
-    return (current_app.config["SARHAD"].base_url or request.host_url).rstrip("/") + path
+    return (config.settings().base_url or request.host_url).rstrip("/") + path
 
 
 def _service_root() -> str:
@@ -151,9 +150,7 @@ def encode_skiptoken(data: dict[str, Any]) -> str:
 
 
 def decode_skiptoken(token: str) -> dict[str, Any]:
-    bad = errors.Problem(
-        400, "400.20", "The $skiptoken is not one this server gave out.", {"option": "$skiptoken"}
-    )
+    bad = errors.bad_skiptoken()
     if not token.startswith(SKIPTOKEN_PREFIX):
         raise bad
     body = token[len(SKIPTOKEN_PREFIX) :]

@@ -9,10 +9,10 @@ counts only, with the small ones hidden (:mod:`server.datasets.report`). Every r
 
 from __future__ import annotations
 
-from flask import Response, current_app
+from flask import Response
 from flask.typing import ResponseReturnValue
 
-from server import auth, db
+from server import auth, config, db
 from server.api import api
 from server.api.exports import content_disposition
 from server.api.schemas import ReportQuery, load_query
@@ -38,7 +38,7 @@ def donor_report(project_id: int, xml_form_id: str, fmt: str) -> ResponseReturnV
             since=parse_bound(query["since"], name="since"),
             until=parse_bound(query["until"], end=True, name="until"),
         ),
-        min_cell=min_cell(current_app.config["SARHAD"].report_min_cell, query["min_cell"]),
+        min_cell=min_cell(config.settings().report_min_cell, query["min_cell"]),
     )
     _report, data = produce_report(db.database(), form.id, request, fmt, user, via="api")
     response = Response(data, content_type=REPORT_FORMATS[fmt])

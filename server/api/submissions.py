@@ -8,7 +8,8 @@
   neither listed nor served.
 - Review state (``PATCH``), new submissions (``POST`` of an XML body) and edits (``PUT``), both through
   the one ingest path as the signed-in user, and attachment uploads need coordinator or admin; any role
-  may comment. Review changes, comments and replaced files are in the audit log.
+  may comment. Review changes, comments and received files are in the audit log. A file posted on its own
+  goes through ingest too: it never replaces one already held (the other bytes go to the conflict store).
 - A submission is addressed by the instanceID it was first sent with (an edit keeps that address); the
   list includes every submission not deleted, test ones too (datasets and OData leave those out).
 - ``reviewState`` is ``null`` until someone reviews the submission, as in Central; ``received`` may be
@@ -32,7 +33,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from server import audit, auth, db, errors
+from server import audit, auth, config, db, errors
 from server.api import api
 from server.api.schemas import iso, load_json
 from server.datasets import NEWEST_FIRST
@@ -385,11 +386,7 @@ def submission_get_attachment(
         raise errors.forbidden(f"{name} belongs to a personal-data question; your role may not download it.")
     path = db.database().blobs.path(row.blob_sha256)
     if not path.exists():
-        raise errors.Problem(
-            500,
-            "500.2",
-            f"The stored file of {name} is missing; an administrator should run `sarhad doctor`.",
-        )
+        raise errors.stored_file_missing(name)
     mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
     return send_file(path, mimetype=mimetype, as_attachment=True, download_name=name, etag=row.blob_sha256)
 
@@ -399,29 +396,39 @@ def submission_get_attachment(
 def submission_upload_attachment(
     project_id: int, xml_form_id: str, instance_id: str, name: str
 ) -> ResponseReturnValue:
+    """A file of the current version, sent on its own, through the one ingest path: a file not received
+    yet is stored; the same bytes again are a success; other bytes for a file already held are kept
+    beside it in the conflict store (409, committed), never in its place."""
+    from server.ingest import add_late_file
+
     fa = form_access(project_id, xml_form_id, *WRITE_ROLES)
     session = db.session()
     sub = find_submission(session, fa.form, instance_id)
+    version = sub.current_version
+    assert version is not None
     row = next((a for a in _attachments(sub) if a.name == name), None)
     if row is None:
         raise errors.not_found(f"Submission {instance_id!r} does not name a file {name!r}.")
+    before = row.blob_sha256
     # pyodk sends the file with chunked transfer encoding (no Content-Length): request.stream reads
     # it to its end, within MAX_CONTENT_LENGTH, and the blob store copies it to disk chunk by chunk.
-    sha = db.writer().store_stream(request.stream)
-    previous = row.blob_sha256
-    if previous != sha:
-        row.blob_sha256 = sha
-        row.received_at = utcnow()
-        # A replaced file's blob stays in the store; its sha256 is in the audit log.
-        _audit(
-            session,
-            "submission.attachment",
-            fa,
-            sub,
-            name=name,
-            sha256=sha,
-            replaced=previous,
+    result = add_late_file(
+        db.writer(),
+        project_id=fa.project.id,
+        version=version,
+        name=name,
+        stream=request.stream,
+        user=fa.user,
+        user_agent=request.headers.get("User-Agent"),
+    )
+    session.refresh(row)
+    if name in result.differing:
+        assert result.conflict is not None
+        return errors.render(
+            errors.attachment_differs(name, instance_id, conflict_id=result.conflict.id, held=before)
         )
+    if before is None and row.blob_sha256 is not None:
+        _audit(session, "submission.attachment", fa, sub, name=name, sha256=row.blob_sha256, replaced=None)
     return jsonify({"success": True})
 
 
@@ -429,9 +436,7 @@ def submission_upload_attachment(
 
 
 def _settings_max_xml() -> int:
-    from flask import current_app
-
-    return int(current_app.config["SARHAD"].max_xml_bytes)
+    return config.settings().max_xml_bytes
 
 
 def _ingest_body(fa: FormAccess, edit_of: str | None = None) -> ResponseReturnValue:

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import current_app, g, jsonify, request, send_file
+from flask import g, jsonify, request, send_file
 from flask.typing import ResponseReturnValue
 from marshmallow import Schema, fields, validate
 
-from server import db, errors, settings_of
+from server import config, db, errors
 from server.api import api
 from server.api.schemas import load_json
 from server.db import Writer
@@ -46,7 +46,7 @@ def _hub_write() -> Iterator[tuple[Writer, Hub]]:
 
 
 def _lines(max_items: int) -> list[dict[str, Any]]:
-    limit = settings_of(current_app).max_request_bytes
+    limit = config.settings().max_request_bytes
     body = request.get_data(cache=False)
     try:
         lines = list(wire.decode_lines(body, limit))
@@ -65,7 +65,7 @@ def _lines(max_items: int) -> list[dict[str, Any]]:
 @api.get("/sync/public-key")
 def sync_public_key() -> ResponseReturnValue:
     """Central's public keys: to verify signed statements and to encrypt bundles. Public by design."""
-    data_dir = settings_of(current_app).data_dir
+    data_dir = config.settings().data_dir
     return jsonify(
         {
             "signing": {"algorithm": "Ed25519", "publicKey": keys.raw_public_b64(keys.signing_key(data_dir))},
@@ -77,14 +77,14 @@ def sync_public_key() -> ResponseReturnValue:
 @api.get("/sync/hub")
 def sync_hub() -> ResponseReturnValue:
     hub = _hub(db.session())
-    data_dir = settings_of(current_app).data_dir
+    data_dir = config.settings().data_dir
     return jsonify(
         {
             "name": hub.name,
             "projects": [{"id": p.id, "name": p.name} for p in hub.projects if not p.archived],
             "signingKey": keys.raw_public_b64(keys.signing_key(data_dir)),
             "bundleKey": keys.raw_public_b64(keys.bundle_key(data_dir)),
-            "maxRequestBytes": settings_of(current_app).max_request_bytes,
+            "maxRequestBytes": config.settings().max_request_bytes,
         }
     )
 
@@ -135,9 +135,7 @@ def sync_upload_start() -> ResponseReturnValue:
     """Start (or find) the upload of a blob; answers the offset to continue from."""
     body = load_json(UploadRequest())
     with _hub_write() as (writer, hub):
-        state = uploads.start(
-            writer.session, settings_of(current_app).data_dir, hub, body["sha256"], body["size"]
-        )
+        state = uploads.start(writer.session, config.settings().data_dir, hub, body["sha256"], body["size"])
     return jsonify(state.as_json())
 
 
@@ -156,7 +154,7 @@ def sync_upload_chunk(sha256: str) -> ResponseReturnValue:
     if offset is None:
         raise errors.bad_request(need_offset)
     size = _byte_count("size", "Give the file's whole size as ?size=N.")
-    settings = settings_of(current_app)
+    settings = config.settings()
     state = uploads.append(
         db.database(),
         settings.data_dir,
@@ -184,7 +182,7 @@ def _byte_count(name: str, message: str) -> int | None:
 def sync_statement() -> ResponseReturnValue:
     """The signed completeness statement: what central confirmed holding for this hub."""
     hub = _hub(db.session())
-    return jsonify(holdings.statement(db.session(), hub, settings_of(current_app).data_dir))
+    return jsonify(holdings.statement(db.session(), hub, config.settings().data_dir))
 
 
 @api.get("/sync/projects/<int:project_id>/forms")
@@ -218,7 +216,7 @@ def sync_form_media(project_id: int, sha256: str) -> ResponseReturnValue:
 def sync_bundle_import() -> ResponseReturnValue:
     """Import a USB bundle (the request body). It authenticates itself: the hub's token travels inside,
     encrypted for central, and the hub's signature covers the whole file. Answers a signed receipt."""
-    settings = settings_of(current_app)
+    settings = config.settings()
     folder = uploads.upload_dir(settings.data_dir)
     path = folder / f"bundle-{uuid.uuid4().hex}.part"
     try:

@@ -18,7 +18,7 @@ import click
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from server.config import Settings, load_settings
+from server.config import Settings, load_settings, settings
 from server.db import Database, Writer
 from server.errors import Problem
 
@@ -30,7 +30,7 @@ class CliContext:
 
     @property
     def settings(self) -> Settings:
-        return self.app.config["SARHAD"]  # type: ignore[no-any-return]
+        return settings(self.app)
 
     @property
     def app(self) -> Flask:

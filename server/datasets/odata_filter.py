@@ -40,17 +40,8 @@ MAX_FILTER_LENGTH = 4000
 MAX_DEPTH = 64
 
 
-def unparseable(reason: str, at: int | None = None) -> errors.Problem:
-    details: dict[str, Any] = {"reason": reason}
-    if at is not None:
-        details["at"] = at
-    return errors.Problem(400, "400.18", f"The $filter expression could not be read: {reason}", details)
-
-
-def unknown_property(name: str) -> errors.Problem:
-    return errors.Problem(
-        400, "400.19", f"There is no property {name!r} to filter or select on.", {"property": name}
-    )
+unparseable = errors.filter_unreadable
+unknown_property = errors.unknown_property
 
 
 # ---------------------------------------------------------------------------------------------- AST
@@ -256,12 +247,7 @@ class _Parser:
     def call(self, name_tok: _Token) -> Node:
         name = name_tok.text.lower()
         if name not in _FUNCTIONS:
-            raise errors.Problem(
-                501,
-                "501.4",
-                f"The function {name_tok.text}() is not supported in $filter.",
-                {"at": name_tok.at},
-            )
+            raise errors.unsupported_function(name_tok.text, name_tok.at)
         self.expect("(")
         args: list[Node] = []
         if self.peek() is not None and self.peek().text != ")":  # type: ignore[union-attr]

@@ -268,11 +268,10 @@ def _fill_media(writer: Writer, version: FormVersion, media: Mapping[str, bytes 
             row.blob_sha256 = sha if isinstance(given, str) else writer.store_bytes(given)
             filled.append(row.name)
         elif row.blob_sha256 != sha:
-            raise errors.conflict(
+            raise errors.published_version_differs(
                 f"{row.name} differs from the file published with version {_shown(version.version)}. "
                 "A published version never changes: change the version in the settings sheet to "
                 "publish new media.",
-                code="409.6",
                 media=row.name,
                 version=version.version,
             )
@@ -280,11 +279,10 @@ def _fill_media(writer: Writer, version: FormVersion, media: Mapping[str, bytes 
 
 
 def _refuse_changed_version(form: Form, version: str) -> errors.Problem:
-    return errors.conflict(
+    return errors.published_version_differs(
         f"Version {_shown(version)} of form {form.xml_form_id!r} is already published with different "
         "content. A published version never changes: change the version in the settings sheet "
         "(e.g. to today's date and time) and publish again.",
-        code="409.6",
         xmlFormId=form.xml_form_id,
         version=version,
     )

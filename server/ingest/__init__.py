@@ -39,8 +39,9 @@ from server.ingest.reconcile import (
     Provenance,
     find_target,
     reconcile,
+    target_of_version,
 )
-from server.models import AppUser, Project, Source, User, utcnow
+from server.models import AppUser, Project, Source, SubmissionVersion, User, utcnow
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 4
@@ -50,10 +51,12 @@ Attachment = tuple[str, StagedBlob | BinaryIO]
 
 
 def _max_xml_bytes() -> int:
-    from flask import current_app, has_app_context
+    from flask import has_app_context
 
-    if has_app_context() and "SARHAD" in current_app.config:
-        return int(current_app.config["SARHAD"].max_xml_bytes)
+    from server.config import settings
+
+    if has_app_context():
+        return settings().max_xml_bytes
     return DEFAULT_MAX_XML_BYTES
 
 
@@ -124,6 +127,35 @@ def ingest(
     return result
 
 
+def add_late_file(
+    writer: Writer,
+    *,
+    project_id: int,
+    version: SubmissionVersion,
+    name: str,
+    stream: BinaryIO,
+    source: Source = Source.API,
+    user: User | None = None,
+    user_agent: str | None = None,
+) -> IngestResult:
+    """A file sent on its own for a stored version (``POST .../submissions/{id}/attachments/{name}``).
+
+    It is ingested as a resend of that version's XML with this one file, so the usual rule decides:
+    a file not received yet fills its place; the same bytes again change nothing; other bytes for a file
+    already held never replace it: both are kept and the new one goes to the conflict store
+    (``result.differing`` names it, ``result.conflict`` holds it). A closed form still takes the files of
+    submissions it accepted earlier.
+    """
+    xml_bytes = version.xml.encode("utf-8")  # stored as received, which parse_submission made sure is UTF-8
+    parsed = parse_submission(xml_bytes, max(len(xml_bytes), 1))
+    files = stage_attachments(writer, [(name, stream)])
+    provenance = Provenance(source=source, user=user, user_agent=user_agent, received_at=utcnow())
+    target = target_of_version(writer.session, version)
+    if writer.session.get_bind().dialect.name == "sqlite":
+        return reconcile(writer, project_id, target, parsed, files, provenance)
+    return _reconcile_with_retry(writer, project_id, target, parsed, files, provenance)
+
+
 def _reconcile_with_retry(
     writer: Writer,
     project_id: int,
@@ -161,6 +193,7 @@ __all__ = [
     "Outcome",
     "ParsedSubmission",
     "Provenance",
+    "add_late_file",
     "find_target",
     "ingest",
     "parse_submission",

@@ -139,6 +139,8 @@ class IngestResult:
     expected: list[str] = field(default_factory=list)  # every file the version names or came with
     missing: list[str] = field(default_factory=list)  # of those, the ones not received yet
     instance_id: str | None = None
+    # Files of an accepted resend whose bytes differ from the ones already held: kept in ``conflict``.
+    differing: list[str] = field(default_factory=list)
 
     @property
     def submission(self) -> Submission | None:
@@ -164,9 +166,7 @@ class IngestResult:
     def problem(self) -> errors.Problem:
         """The 409 of a conflict, for callers that answer with a Problem. Raising it rolls the
         transaction back, and with it the kept payload: return a 409 instead where the caller commits."""
-        return errors.conflict(
-            self.message, code="409.3", reason=str(self.conflict_reason), instanceId=self.instance_id
-        )
+        return errors.conflict(self.message, reason=str(self.conflict_reason), instanceId=self.instance_id)
 
 
 # ---- which form ----------------------------------------------------------------------------------------
@@ -249,11 +249,24 @@ def find_target(session: Session, project_id: int, parsed: ParsedSubmission, sou
             "device (Get blank form) and fill it again, or ask the coordinator to publish that version."
         )
     if state == FormState.CLOSED and source not in FIELD_SOURCES:
-        raise errors.conflict(
-            f"The form {parsed.form_id!r} is closed and no longer accepts submissions.", code="409.2"
-        )
+        raise errors.form_closed(parsed.form_id)
     return FormTarget(
         form_pk, parsed.form_id, state, version_pk, _binary_paths(session, version_pk, version_sha)
+    )
+
+
+def target_of_version(session: Session, version: SubmissionVersion) -> FormTarget:
+    """The form version a stored submission version belongs to. Unlike :func:`find_target` it does not
+    refuse a closed form: files completing a submission already accepted are never turned away."""
+    form = session.get(Form, version.form_id)
+    form_version = session.get(FormVersion, version.form_version_id)
+    assert form is not None and form_version is not None  # foreign keys
+    return FormTarget(
+        form.id,
+        form.xml_form_id,
+        form.state,
+        form_version.id,
+        _binary_paths(session, form_version.id, form_version.sha256),
     )
 
 
@@ -478,22 +491,28 @@ def _resend(
             differing[name] = staged
     if changed:
         session.flush()
+    kept: IngestResult | None = None
     if differing:  # never overwrite a received file; never drop the other one either
-        _keep_conflict(
+        kept = _keep_conflict(
             writer, project_id, target, parsed, differing, provenance, ConflictReason.ATTACHMENT_DIFFERS
         )
     names = sorted(rows)
     missing = sorted(n for n, r in rows.items() if r.blob_sha256 is None)
     outcome = Outcome.UPDATED_ATTACHMENTS if changed else Outcome.DUPLICATE
+    # The submission itself is accepted (a device gets its 201); the files that differed are in the
+    # conflict named here, for callers that report them (the API's late attachment upload does).
     return IngestResult(
         outcome,
         RECEIVED,
         session,
         submission_pk,
         version_pk,
+        conflict=kept.conflict if kept else None,
+        conflict_reason=kept.conflict_reason if kept else None,
         expected=names,
         missing=missing,
         instance_id=parsed.instance_id,
+        differing=sorted(differing),
     )
 
 

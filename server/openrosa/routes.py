@@ -30,7 +30,7 @@ import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 from urllib.parse import quote
 
 from flask import Response, current_app, request
@@ -38,7 +38,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.datastructures import FileStorage, MultiDict
 
-from server import db, errors, openrosa_replies
+from server import config, db, errors, openrosa_replies
 from server.blobs import StagedBlob
 from server.db import Writer
 from server.ingest import FormTarget, IngestResult, find_target, ingest
@@ -63,8 +63,8 @@ DIGEST = "/projects/<int:project_id>"
 DIGEST_FORMS = "/projects/<int:project_id>/device/forms"
 
 
-def _settings() -> Any:
-    return current_app.config["SARHAD"]
+def _settings() -> config.Settings:
+    return config.settings()
 
 
 # ---- who is asking -------------------------------------------------------------------------------------

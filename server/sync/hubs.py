@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server import audit, errors
+from server import audit, errors, signin_limits
 from server.models import Hub, Project, User, utcnow
 
 TOKEN_PREFIX = "hub_"
@@ -76,7 +76,9 @@ def authenticate_hub(session: Session, authorization: str) -> Hub:
         raise errors.unauthenticated("This needs a hub token: Authorization: Bearer <token>.")
     hub = session.scalar(select(Hub).where(Hub.token_sha256 == token_sha256(value.strip())))
     if hub is None:
-        raise errors.unauthenticated("The hub token is unknown.")
+        raise signin_limits.device_credential_failed(
+            session, errors.unauthenticated("The hub token is unknown.")
+        )
     if hub.revoked_at is not None:
         raise errors.unauthenticated("The hub token was revoked.")
     return hub

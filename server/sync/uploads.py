@@ -157,10 +157,9 @@ def append(
                     f"No upload of {sha256} is under way; start it with POST /v1/sync/uploads."
                 )
             if offset != upload.received:
-                raise errors.conflict(
+                raise errors.upload_offset(
                     f"This chunk starts at byte {offset} but central has confirmed {upload.received} bytes; "
                     "send from there.",
-                    code="409.20",
                     offset=upload.received,
                 )
             if offset + length > upload.size:
