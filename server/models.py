@@ -139,6 +139,8 @@ class User(Base):
     is_site_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[dt.datetime | None]
+    # The console's language for this user (en, tg or ru); empty until chosen (then the browser's).
+    language: Mapped[str | None] = mapped_column(String(10))
 
     roles: Mapped[list[ProjectRole]] = relationship(back_populates="user")
 
