@@ -7,6 +7,7 @@ import io
 import random
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -135,3 +136,31 @@ def collect_submit(token_url: str, form_id: str, *, seed: int = 1) -> Instance:
     result = collect.submit(instance)
     assert result.sent, result.posts
     return instance
+
+
+# ---- the browser -------------------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+REQUIRE_BROWSER_ENV = "SARHAD_REQUIRE_BROWSER"
+
+
+def browser_missing() -> str | None:
+    """Why no browser test can run here, or None when Chromium, zbarimg and Playwright are all present."""
+    import shutil
+
+    if not Path(CHROMIUM).exists():
+        return f"Chromium is not at {CHROMIUM} (scripts/setup-browser installs it as root)"
+    if shutil.which("zbarimg") is None:
+        return "zbarimg is not installed (scripts/setup-browser installs zbar-tools as root)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (scripts/setup-venv dev installs it)"
+    return None
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's Chromium through Playwright (its own browser download is never used)."""
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
+    )
