@@ -181,6 +181,7 @@ def test_a_coordinator_walks_the_console(chromium: Any, live_server: LiveServer,
     page.fill("#device-name", "Планшет 1")
     page.click("#device-name ~ button")
     settings = _decode_qr(page, tmp_path)
+    _shot(page, "device-code-tg")
     server_url = settings["general"]["server_url"]  # type: ignore[index]
     assert re.fullmatch(rf"{re.escape(base)}/v1/key/[A-Za-z0-9_-]{{40,}}/projects/{project_id}", server_url)
     assert settings["project"] == {"name": page.locator("nav.crumbs a").nth(1).inner_text()}  # type: ignore[index]

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
-from server import migrate
+from server import migrate, qr
 from server.cli import CliContext, pass_ctx
 from server.cli.app_users import show_collect_settings
 from server.cli.forms import publish_files
@@ -89,6 +89,12 @@ def quickstart(
     except Problem as problem:
         click.echo(f"error: could not issue the demo QR code: {problem.message}", err=True)
 
+    console_url = ctx.settings.base_url.rstrip("/") if ctx.settings.base_url else None
+    if console_url is None:
+        console_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '127.0.0.1', '') else host}:{port}"
+    click.echo(f"Console: open {console_url}/ in a browser and sign in as {DEMO_ADMIN}")
+    if host == "0.0.0.0":
+        click.echo(f"  (from another computer on this network: http://{qr.lan_address()}:{port}/)")
     if no_serve:
         return
     click.echo(f"Sarhad listening on http://{host}:{port}/ (Ctrl-C stops it)")
