@@ -153,9 +153,10 @@ def test_a_coordinator_walks_the_console(chromium: Any, live_server: LiveServer,
     # Sign in: a wrong password first.
     _sign_in(page, base, coordinator, "not the password")
     assert page.locator("#sign-in-error").is_visible()
+    _shot(page, "sign-in-error-en")
     for lang in LANGS:
         _switch(page, lang)
-        _shot(page, f"sign-in-error-{lang}")
+        _shot(page, f"sign-in-{lang}")
     _switch(page, "en")
     _sign_in(page, base, coordinator)
     assert page.locator("h1").inner_text() == "Your projects"
