@@ -338,3 +338,31 @@ def test_keyset_pages_cover_every_submission_once(live_server: LiveServer) -> No
         path = found.group(1).replace("&amp;", "&") if found else ""
     assert pages == 3 and len(seen) == 101 and set(seen) == sent
     assert coordinator.get(f"/projects/{project_id}/forms/safety/submissions?after=bogus").status_code == 400
+
+
+def test_after_sign_in_only_local_pages(live_server: LiveServer) -> None:
+    email = _email("admin")
+    add_user(live_server.database, email, "admin", None)
+    for target, expected in [
+        ("//evil.example/x", "/"),
+        ("https://evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("/projects/1", "/projects/1"),
+    ]:
+        browser = Browser.open(live_server.url)
+        answer = browser.post(
+            "/sign-in", {"email": email, "password": PASSWORD, "next": target}, token_from="/sign-in"
+        )
+        assert answer.status_code == 302 and answer.headers["Location"] == expected, target
+    asked = Browser.open(live_server.url).get("/projects/1?x=1")
+    assert asked.headers["Location"] == "/sign-in?next=/projects/1?x%3D1"
+
+
+def test_switching_language_on_a_page_made_by_a_post_goes_home(live_server: LiveServer) -> None:
+    project_id = add_project(live_server.database, f"P-{uuid.uuid4().hex[:6]}")
+    browser, _ = _signed_in(live_server, "coordinator", project_id)
+    page = browser.post(
+        f"/projects/{project_id}/devices", {"name": "T"}, token_from=f"/projects/{project_id}/devices"
+    )
+    next_field = re.search(r'name="next" value="([^"]*)"', page.text)
+    assert next_field and next_field.group(1) == "/"

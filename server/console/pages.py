@@ -88,7 +88,9 @@ def safe_next(target: str | None) -> str:
     if not target:
         return url_for("console.home")
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    # Browsers read a backslash as a slash: "/\\evil.example" would leave the site.
+    leaves = parts.scheme or parts.netloc or target.startswith("//") or "\\" in target
+    if leaves or not target.startswith("/"):
         return url_for("console.home")
     return target
 
