@@ -300,7 +300,8 @@ class Submission(Base):
     )
     __table_args__ = (
         UniqueConstraint("form_id", "instance_id", name="uq_submission_instance"),
-        Index("ix_submission_form_created", "form_id", "created_at"),
+        # Newest first with the id as tie-break: the console's keyset pages read it in order and stop.
+        Index("ix_submission_form_created_id", "form_id", "created_at", "id"),
     )
 
 

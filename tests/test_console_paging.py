@@ -8,7 +8,7 @@ import hashlib
 import re
 import time
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 
 from server.config import load_settings
 from server.forms import publish, source_from_xlsform
@@ -77,6 +77,9 @@ def _seed(live: LiveServer, project_id: int) -> None:
             .where(Submission.form_id == form.id)
             .values(current_version_id=Submission.id - sub_base + base)
         )
+        # A store that grew to 100,000 submissions has planner statistics (autovacuum's ANALYZE); rows
+        # bulk-inserted a second ago do not, and PostgreSQL would then guess a one-row table.
+        s.execute(text("ANALYZE"))
 
 
 def _timed(browser: Browser, path: str) -> tuple[float, str]:
@@ -111,5 +114,9 @@ def test_a_deep_page_of_100000_submissions_is_as_fast_as_the_first(live_server: 
         browser, f"{path}?review=approved&after={deep_cursor.timestamp():.6f}_0"
     )
     assert "uuid:00000990-" in filtered and "uuid:00000991-" not in filtered
+    print(
+        f"100,000 submissions: first page {first_seconds:.3f} s, 40 pages down {max(seconds):.3f} s at most, "
+        f"deep cursor {deep_seconds:.3f} s, filtered deep page {filtered_seconds:.3f} s"
+    )
     slowest = max([first_seconds, deep_seconds, filtered_seconds, *seconds])
     assert slowest < MAX_SECONDS, f"slowest page took {slowest:.2f} s"

@@ -6,7 +6,7 @@ answers, review state, comments).
   pseudonyms here as in exports and the API; device names are pseudonymised the same way.
 - Paging is by keyset, never OFFSET: the table is ordered by (received, id) newest first and the next
   page starts below the last row shown, so page 2,000 of 100,000 submissions costs what page 1 does
-  (the ``(form_id, created_at)`` index serves both the order and the date filter).
+  (the ``(form_id, created_at, id)`` index serves the order, the cursor and the date filter).
 - Column headings and choice labels come from the form in the page's language when it has them.
 """
 
@@ -141,7 +141,11 @@ def submissions_page(project_id: int, xml_form_id: str) -> ResponseReturnValue:
     if device is not None:
         stmt = stmt.where(current.app_user_id == device)
     if cursor is not None:
-        stmt = stmt.where(tuple_(Submission.created_at, Submission.id) < (cursor.created_at, cursor.id))
+        # The plain bound on created_at lets the index start the scan at the cursor; the pair decides ties.
+        stmt = stmt.where(
+            Submission.created_at <= cursor.created_at,
+            tuple_(Submission.created_at, Submission.id) < (cursor.created_at, cursor.id),
+        )
     stmt = stmt.order_by(Submission.created_at.desc(), Submission.id.desc()).limit(PAGE_SIZE + 1)
     found = session.execute(stmt).all()
     more = len(found) > PAGE_SIZE
