@@ -10,7 +10,7 @@ import time
 
 from sqlalchemy import func, insert, select, text, update
 
-from server.config import load_settings
+from server import settings_of
 from server.forms import publish, source_from_xlsform
 from server.models import Form, Project, Submission, SubmissionVersion
 from tests.conftest import LiveServer
@@ -30,7 +30,7 @@ XML = (
 def _seed(live: LiveServer, project_id: int) -> None:
     """COUNT submissions written straight into the tables (this measures reading, not ingest)."""
     database = live.database
-    settings = load_settings(overrides={"data_dir": "unused"}, environ={})
+    settings = settings_of(live.app)
     source = source_from_xlsform(safety_xlsform(), settings, filename="safety.xlsx")
     with database.write() as w:
         publish(w, w.session.get(Project, project_id), source)
