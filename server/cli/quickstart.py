@@ -89,12 +89,15 @@ def quickstart(
     except Problem as problem:
         click.echo(f"error: could not issue the demo QR code: {problem.message}", err=True)
 
-    console_url = ctx.settings.base_url.rstrip("/") if ctx.settings.base_url else None
-    if console_url is None:
-        console_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '127.0.0.1', '') else host}:{port}"
+    # The console puts the address it was opened at into the QR codes of new devices (unless
+    # SARHAD_BASE_URL says otherwise): print the one tablets on the network can reach.
+    if ctx.settings.base_url:
+        console_url = ctx.settings.base_url.rstrip("/")
+    elif host in ("0.0.0.0", ""):
+        console_url = f"http://{qr.lan_address()}:{port}"
+    else:
+        console_url = f"http://{host}:{port}"
     click.echo(f"Console: open {console_url}/ in a browser and sign in as {DEMO_ADMIN}")
-    if host == "0.0.0.0":
-        click.echo(f"  (from another computer on this network: http://{qr.lan_address()}:{port}/)")
     if no_serve:
         return
     click.echo(f"Sarhad listening on http://{host}:{port}/ (Ctrl-C stops it)")
