@@ -41,7 +41,7 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
 
     database = Database.create(settings.sqlalchemy_url, BlobStore(settings.blob_dir))
-    from server import db, errors, security_headers, signin_limits, url_ids
+    from server import console, db, errors, security_headers, signin_limits, url_ids
     from server.api import api
     from server.openrosa import openrosa
 
@@ -53,6 +53,7 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.url_map.converters["int"] = _DatabaseInt  # before the routes are registered
     app.register_blueprint(api)
     app.register_blueprint(openrosa)
+    console.init_app(app)  # the browser console at /
     return app
 
 

@@ -31,6 +31,7 @@ class Code(enum.StrEnum):
     FILTER_UNREADABLE = "400.18"  # an OData $filter that cannot be read
     UNKNOWN_PROPERTY = "400.19"  # an OData $filter or $select naming no property
     BAD_SKIPTOKEN = "400.20"  # an OData $skiptoken this server did not give out
+    FORM_EXPIRED = "400.30"  # a console form whose CSRF token is not this browser's (forged or stale)
     UNAUTHENTICATED = "401.2"  # no credentials, or credentials that do not sign in
     FORBIDDEN = "403.1"  # signed in, but this role may not do this
     NOT_FOUND = "404.1"  # no such resource (or not one this requester may know of)
@@ -116,6 +117,11 @@ def unsupported_function(name: str, at: int) -> Problem:
     )
 
 
+def form_expired(message: str) -> Problem:
+    """A console POST without this browser's CSRF token; ``message`` comes translated from the console."""
+    return Problem(400, Code.FORM_EXPIRED, message)
+
+
 def unauthenticated(
     message: str = "Could not authenticate with the provided credentials.",
     headers: dict[str, str] | None = None,
@@ -193,7 +199,7 @@ def unexpected() -> Problem:
     return Problem(500, Code.UNEXPECTED, "The server failed to handle this request; nothing was changed.")
 
 
-def _http_problem(exc: HTTPException) -> Problem:
+def http_problem(exc: HTTPException) -> Problem:
     status = exc.code or 500
     if status == 404:
         return not_found()
@@ -244,7 +250,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
-        return render(_http_problem(exc))
+        return render(http_problem(exc))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

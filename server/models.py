@@ -139,6 +139,8 @@ class User(Base):
     is_site_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[dt.datetime | None]
+    # The console's language for this user (en, tg or ru); empty until chosen (then the browser's).
+    language: Mapped[str | None] = mapped_column(String(10))
 
     roles: Mapped[list[ProjectRole]] = relationship(back_populates="user")
 
@@ -311,7 +313,8 @@ class Submission(Base):
     )
     __table_args__ = (
         UniqueConstraint("form_id", "instance_id", name="uq_submission_instance"),
-        Index("ix_submission_form_created", "form_id", "created_at"),
+        # Newest first with the id as tie-break: the console's keyset pages read it in order and stop.
+        Index("ix_submission_form_created_id", "form_id", "created_at", "id"),
     )
 
 

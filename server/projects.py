@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server import audit, errors
-from server.models import Project, User
+from server.models import Project, ProjectRole, User
 
 
 def create_project(
@@ -42,3 +42,14 @@ def find_project(session: Session, ref: str | int) -> Project:
     if project is None or project.archived:
         raise errors.not_found(f"There is no project {ref!r}.")
     return project
+
+
+def visible_projects(session: Session, user: User) -> list[Project]:
+    """The projects a web user may open: all of them for a site administrator, else those where the user
+    holds a role. Archived projects are left out."""
+    query = select(Project).where(Project.archived.is_(False)).order_by(Project.id)
+    if not user.is_site_admin:
+        query = query.join(ProjectRole, ProjectRole.project_id == Project.id).where(
+            ProjectRole.user_id == user.id
+        )
+    return list(session.scalars(query))

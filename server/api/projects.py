@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from flask import jsonify
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 
 from server import auth, db
 from server.api import api
 from server.api.schemas import ProjectRequest, iso, load_json
-from server.models import Project, ProjectRole
-from server.projects import create_project, find_project
+from server.models import Project
+from server.projects import create_project, find_project, visible_projects
 
 
 def project_json(project: Project) -> dict[str, object]:
@@ -29,12 +28,7 @@ def project_json(project: Project) -> dict[str, object]:
 @api.get("/projects")
 def list_projects() -> ResponseReturnValue:
     user = auth.require_user()
-    query = select(Project).where(Project.archived.is_(False)).order_by(Project.id)
-    if not user.is_site_admin:
-        query = query.join(ProjectRole, ProjectRole.project_id == Project.id).where(
-            ProjectRole.user_id == user.id
-        )
-    return jsonify([project_json(p) for p in db.session().scalars(query)])
+    return jsonify([project_json(p) for p in visible_projects(db.session(), user)])
 
 
 @api.get("/projects/<int:project_id>")

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
-from server import migrate
+from server import migrate, qr
 from server.cli import CliContext, pass_ctx
 from server.cli.app_users import show_collect_settings
 from server.cli.forms import publish_files
@@ -89,6 +89,15 @@ def quickstart(
     except Problem as problem:
         click.echo(f"error: could not issue the demo QR code: {problem.message}", err=True)
 
+    # The console puts the address it was opened at into the QR codes of new devices (unless
+    # SARHAD_BASE_URL says otherwise): print the one tablets on the network can reach.
+    if ctx.settings.base_url:
+        console_url = ctx.settings.base_url.rstrip("/")
+    elif host in ("0.0.0.0", ""):
+        console_url = f"http://{qr.lan_address()}:{port}"
+    else:
+        console_url = f"http://{host}:{port}"
+    click.echo(f"Console: open {console_url}/ in a browser and sign in as {DEMO_ADMIN}")
     if no_serve:
         return
     click.echo(f"Sarhad listening on http://{host}:{port}/ (Ctrl-C stops it)")

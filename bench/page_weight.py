@@ -1,0 +1,126 @@
+"""Page weight of the console: bytes transferred (compressed, cold cache) for the sign-in page and the
+submissions list, in Debian's Chromium, against the targets (100 KB each; no page over 300 KB).
+
+    .venv/bin/python bench/page_weight.py [--submissions 300] [--lang tg]
+
+Starts a server on a fresh SQLite store in a temporary folder, publishes a three-language survey,
+stores N submissions through the one ingest path, signs in, and loads each page in a new browser
+context (an empty cache) while counting every response's encoded body and headers as Chromium reports
+them (``Network.loadingFinished``'s encodedDataLength: what crossed the wire). Needs Chromium at
+/usr/bin/chromium (``scripts/setup-browser``) and the dev extra (Playwright).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from server import migrate  # noqa: E402
+from server.config import load_settings  # noqa: E402
+from server.forms import publish, source_from_xlsform  # noqa: E402
+from server.ingest import ingest  # noqa: E402
+from server.models import Project, Source  # noqa: E402
+from tests.collect_emulator import fill, read_form  # noqa: E402
+from tests.conftest import serve_in_thread  # noqa: E402
+from tests.console_support import (  # noqa: E402
+    PASSWORD,
+    add_project,
+    add_user,
+    browser_missing,
+    launch_chromium,
+    safety_xlsform,
+)
+
+TARGET_BYTES = 100 * 1024
+CEILING_BYTES = 300 * 1024
+
+
+def _seed(database, settings, project_id: int, count: int) -> None:  # type: ignore[no-untyped-def]
+    source = source_from_xlsform(safety_xlsform(), settings, filename="safety.xlsx")
+    with database.write() as w:
+        project = w.session.get(Project, project_id)
+        publish(w, project, source)
+    model = read_form(source.xml.encode("utf-8"))
+    rng = random.Random(1)
+    for _ in range(count):
+        instance = fill(model, rng=rng)
+        with database.write() as w:
+            ingest(w, project=project_id, xml_bytes=instance.xml, source=Source.API)
+
+
+def _weigh(browser, url: str, cookies: list[dict]) -> tuple[int, int]:  # type: ignore[no-untyped-def,type-arg]
+    """(bytes on the wire, number of responses) for one page load with an empty cache."""
+    context = browser.new_context(locale="tg-TJ")
+    if cookies:
+        context.add_cookies(cookies)
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
+    sizes: dict[str, float] = {}
+    cdp.on("Network.loadingFinished", lambda e: sizes.__setitem__(e["requestId"], e["encodedDataLength"]))
+    page.goto(url, wait_until="networkidle")
+    context.close()
+    return int(sum(sizes.values())), len(sizes)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--submissions", type=int, default=300)
+    args = parser.parse_args()
+    reason = browser_missing()
+    if reason:
+        print(f"cannot measure: {reason}", file=sys.stderr)
+        return 2
+    from playwright.sync_api import sync_playwright
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(overrides={"data_dir": tmp, "log_level": "WARNING"}, environ={})
+        migrate.upgrade(settings.sqlalchemy_url)
+        from server import create_app
+
+        app = create_app(settings)
+        database = app.extensions["sarhad.db"]
+        project_id = add_project(database, "Khorog")
+        add_user(database, "coordinator@example.tj", "admin", project_id)
+        _seed(database, settings, project_id, args.submissions)
+        live, stop = serve_in_thread(app)
+        try:
+            with sync_playwright() as p:
+                browser = launch_chromium(p)
+                sign_in = f"{live.url}/sign-in"
+                weights = {"sign-in page": _weigh(browser, sign_in, [])}
+                context = browser.new_context(locale="tg-TJ")
+                page = context.new_page()
+                page.goto(sign_in)
+                page.fill("#email", "coordinator@example.tj")
+                page.fill("#password", PASSWORD)
+                page.click("button.primary")
+                cookies = context.cookies()
+                context.close()
+                listing = f"{live.url}/projects/{project_id}/forms/safety/submissions"
+                weights[f"submissions list (50 of {args.submissions})"] = _weigh(browser, listing, cookies)
+                weights["project page"] = _weigh(browser, f"{live.url}/projects/{project_id}", cookies)
+                browser.close()
+        finally:
+            stop()
+    failed = False
+    for name, (size, responses) in weights.items():
+        limit = TARGET_BYTES if name.startswith(("sign-in", "submissions")) else CEILING_BYTES
+        verdict = "ok" if size <= limit else "OVER"
+        failed |= size > limit
+        kb = size / 1024
+        print(f"{name:40} {kb:7.1f} KB in {responses} responses  (target {limit // 1024} KB: {verdict})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
