@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+import threading
 import uuid as uuidlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +16,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from server.models import AuditEvent, Entity
+from server.models import AuditEvent, Entity, EntityVersion
 from server.projects import create_project
 from server.users import create_user
 from tests.conftest import LiveServer
@@ -403,3 +405,73 @@ def test_roles_and_audit(lists: Lists) -> None:
         ("entity.delete", lists.coordinator_id, 2),
     ]
     assert all(e.project_id == lists.project and e.details["dataset"] == "guarded_entities" for e in events)
+
+
+def test_conflict_shown_in_versions_and_resolved(lists: Lists) -> None:
+    """An update made against an older version (as offline updates from submissions will be) is a
+    conflict: the versions say which, the list counts it, and ``?resolve=true`` settles it."""
+    base = lists.new_list("conflicts", "status")
+    made = _create(lists, base, {"label": "concern", "data": {"status": "open"}})
+    one = f"{base}/entities/{made['uuid']}"
+    requests.patch(f"{one}?baseVersion=1", json={"data": {"status": "in plan"}}, headers=lists.coordinator)
+    with lists.live.database.write() as w:  # a second change made against version 1, arriving later
+        entity = w.session.scalar(select(Entity).where(Entity.uuid == made["uuid"]))
+        assert entity is not None
+        entity.version, entity.conflict, entity.data = 3, "hard", {"status": "resolved"}
+        entity.versions.append(
+            EntityVersion(
+                version=3,
+                base_version=1,
+                label="concern",
+                data={"status": "resolved"},
+                data_received={"status": "resolved"},
+                conflicting_properties=["status"],
+                created_by_id=lists.coordinator_id,
+            )
+        )
+    versions = requests.get(f"{one}/versions", headers=lists.analyst).json()
+    assert [(v["conflict"], v["resolved"], v["lastGoodVersion"]) for v in versions] == [
+        (None, False, False),
+        (None, False, True),
+        ("hard", False, False),
+    ]
+    assert versions[2]["baseDiff"] == ["status"] and versions[2]["serverDiff"] == ["status"]
+    assert [v["relevantToConflict"] for v in versions] == [False, True, True]
+    relevant = requests.get(f"{one}/versions?relevantToConflict=true", headers=lists.analyst).json()
+    assert [v["version"] for v in relevant] == [2, 3]
+    summary = requests.get(lists.url, headers={**lists.analyst, "X-Extended-Metadata": "true"}).json()
+    assert next(s for s in summary if s["name"] == "conflicts")["conflicts"] == 1
+    assert requests.get(one, headers=lists.analyst).json()["conflict"] == "hard"
+
+    stale = requests.patch(f"{one}?baseVersion=2&resolve=true", headers=lists.coordinator)
+    assert stale.status_code == 409 and stale.json()["code"] == "409.15"
+    resolved = requests.patch(f"{one}?baseVersion=3&resolve=true", headers=lists.coordinator)
+    assert resolved.status_code == 200 and resolved.json()["conflict"] is None, resolved.text
+    assert resolved.json()["currentVersion"]["version"] == 3  # resolving alone makes no version
+    versions = requests.get(f"{one}/versions", headers=lists.analyst).json()
+    assert versions[2]["resolved"] is True and versions[2]["lastGoodVersion"] is True
+    with lists.live.database.read() as session:
+        actions = session.scalars(
+            select(AuditEvent.action).where(AuditEvent.target_id == made["uuid"]).order_by(AuditEvent.id)
+        ).all()
+    assert actions[-1] == "entity.update.resolve"
+
+
+def test_concurrent_updates_on_one_version_one_wins(lists: Lists) -> None:
+    """Two clients update the same version at once: one gets version 2, the other 409.15, none is lost."""
+    base = lists.new_list("races", "status")
+    made = _create(lists, base, {"label": "race", "data": {"status": "open"}})
+    one = f"{base}/entities/{made['uuid']}"
+    barrier = threading.Barrier(4)
+
+    def update(value: str) -> int:
+        barrier.wait()
+        return requests.patch(
+            f"{one}?baseVersion=1", json={"data": {"status": value}}, headers=lists.coordinator, timeout=30
+        ).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(update, ["a", "b", "c", "d"]))
+    assert codes == [200, 409, 409, 409]
+    versions = requests.get(f"{one}/versions", headers=lists.coordinator).json()
+    assert [v["version"] for v in versions] == [1, 2]

@@ -140,9 +140,9 @@ def _bulk_source(raw: Any, count: int, user_agent: str | None) -> dict[str, Any]
         raise errors.missing_parameter("source.name")
     name, size = raw["name"], raw.get("size")
     if not isinstance(name, str):
-        raise store._invalid_type("name", "string")
+        raise store.invalid_type("name", "string")
     if size is not None and (not isinstance(size, int | float) or isinstance(size, bool)):
-        raise store._invalid_type("size", "number")
+        raise store.invalid_type("size", "number")
     return {"name": name[:255], **({"size": size} if size else {}), "count": count, "userAgent": user_agent}
 
 
@@ -236,6 +236,7 @@ def entity_versions(project_id: int, name: str, entity_uuid: str) -> ResponseRet
     )
     resolved_version = (resolved_at or {}).get("version", 0)
     versions = entity.versions
+    by_number = {v.version: v for v in versions}
     out: list[dict[str, Any]] = []
     last_good = 0
     for v in versions:
@@ -246,15 +247,17 @@ def entity_versions(project_id: int, name: str, entity_uuid: str) -> ResponseRet
             row["data"] = v.data
         row.update(conflict=None, resolved=False, baseDiff=[], serverDiff=[], lastGoodVersion=False)
         row["source"] = v.source
-        if v.version > 1 and v.base_version is not None:
-            row["baseDiff"] = _diff(v.data_received, versions[v.base_version - 1])
-            row["serverDiff"] = _diff(v.data_received, versions[v.version - 2])
-            if v.version != v.base_version + 1:
+        base, previous = by_number.get(v.base_version or 0), by_number.get(v.version - 1)
+        if base is not None and previous is not None:
+            row["baseDiff"] = _diff(v.data_received, base)
+            row["serverDiff"] = _diff(v.data_received, previous)
+            if base.version != previous.version:
+                # Made against an older version than the one it followed (Central's soft/hard conflict).
                 row["conflict"] = "hard" if v.conflicting_properties else "soft"
                 row["resolved"] = resolved_version >= v.version
-                if not row["resolved"] and last_good == 0:
-                    last_good = v.version - 1
-                    out[last_good - 1]["lastGoodVersion"] = True
+                if not row["resolved"] and last_good == 0 and out:
+                    last_good = previous.version
+                    out[-1]["lastGoodVersion"] = True
         out.append(row)
     for row in out:
         row["relevantToConflict"] = last_good > 0 and row["version"] >= last_good

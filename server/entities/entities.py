@@ -38,7 +38,7 @@ BODY_KEYS = ("label", "uuid", "data")
 MAX_USER_AGENT = 255
 
 
-def _invalid_type(field_name: str, expected: str) -> errors.Problem:
+def invalid_type(field_name: str, expected: str) -> errors.Problem:
     return errors.Problem(
         400,
         "400.11",
@@ -66,7 +66,7 @@ def normalize_uuid(raw: str) -> str:
         raise errors.missing_parameter("uuid")
     found = _UUID_V4.match(raw)
     if found is None:
-        raise _invalid_type("uuid", "valid version 4 UUID")
+        raise invalid_type("uuid", "valid version 4 UUID")
     return found.group(2).lower()
 
 
@@ -100,12 +100,12 @@ def read_change(body: Any, property_names: Sequence[str], *, new: bool) -> Chang
     if new:
         raw_uuid = body.get("uuid")
         if raw_uuid is not None and raw_uuid != "" and not isinstance(raw_uuid, str):
-            raise _invalid_type("uuid", "string")
+            raise invalid_type("uuid", "string")
         change.uuid = normalize_uuid(raw_uuid) if raw_uuid else str(uuidlib.uuid4())
     label = body.get("label")
     if label is not None:
         if not isinstance(label, str):
-            raise _invalid_type("label", "string")
+            raise invalid_type("label", "string")
         if not label.strip():
             raise errors.Problem(
                 400,
@@ -121,10 +121,10 @@ def read_change(body: Any, property_names: Sequence[str], *, new: bool) -> Chang
         raise invalid_entity("No entity data or label provided.")
     if data is not None:
         if not isinstance(data, Mapping):
-            raise _invalid_type("data", "object")
+            raise invalid_type("data", "object")
         for key, value in data.items():
             if not isinstance(value, str):
-                raise _invalid_type(key, "string")
+                raise invalid_type(key, "string")
             if key not in property_names:
                 raise invalid_entity(f"You specified the dataset property [{key}] which does not exist.")
             change.data[key] = value
@@ -201,9 +201,9 @@ def create_entities(
     """Add new entities, all or none: a UUID already used in the list (even by a deleted entity) or
     twice in ``changes`` is 409.3."""
     uuids = [c.uuid for c in changes if c.uuid is not None]
-    if len(set(uuids)) != len(uuids):
-        seen: set[str] = set()
-        raise _duplicate([u for u in uuids if u in seen or seen.add(u)])  # type: ignore[func-returns-value]
+    repeated = sorted({u for u in uuids if uuids.count(u) > 1}) if len(set(uuids)) != len(uuids) else []
+    if repeated:
+        raise _duplicate(repeated)
     taken: list[str] = []
     for start in range(0, len(uuids), 500):  # IN lists of bounded size on every database
         chunk = uuids[start : start + 500]
