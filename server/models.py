@@ -410,7 +410,7 @@ class AuditEvent(Base):
 
 # ---------------------------------------------------------------------------------------------------------
 # Entity lists (ODK Central's "datasets"): named lists of records with the same properties, which forms
-# read as CSV attachments and (next) create and update. Issue 13's first brick: the lists and properties.
+# read as CSV attachments and (next) create and update: the lists, their properties, entities and versions.
 # ---------------------------------------------------------------------------------------------------------
 
 

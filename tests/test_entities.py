@@ -475,3 +475,27 @@ def test_concurrent_updates_on_one_version_one_wins(lists: Lists) -> None:
     assert codes == [200, 409, 409, 409]
     versions = requests.get(f"{one}/versions", headers=lists.coordinator).json()
     assert [v["version"] for v in versions] == [1, 2]
+
+
+def test_deleted_entities_listed_and_restored(lists: Lists) -> None:
+    base = lists.new_list("trash", "status")
+    made = _create(lists, base, {"label": "kept in trash", "data": {"status": "open"}})
+    one = f"{base}/entities/{made['uuid']}"
+    assert requests.post(f"{one}/restore", headers=lists.coordinator).status_code == 404  # not deleted
+    requests.delete(one, headers=lists.coordinator)
+    trash = requests.get(f"{base}/entities?deleted=true", headers=lists.analyst).json()
+    assert [e["uuid"] for e in trash] == [made["uuid"]] and ISO_Z.match(trash[0]["deletedAt"])
+    assert requests.get(f"{one}?deleted=true", headers=lists.analyst).json()["currentVersion"]["data"] == {
+        "status": "open"
+    }
+    assert requests.post(f"{one}/restore", headers=lists.analyst).status_code == 403
+    restored = requests.post(f"{one}/restore", headers=lists.coordinator)
+    assert restored.json() == {"success": True}, restored.text
+    back = requests.get(one, headers=lists.analyst).json()
+    assert back["deletedAt"] is None and back["currentVersion"]["version"] == 1
+    assert requests.get(f"{base}/entities?deleted=true", headers=lists.analyst).json() == []
+    with lists.live.database.read() as session:
+        actions = session.scalars(
+            select(AuditEvent.action).where(AuditEvent.target_id == made["uuid"]).order_by(AuditEvent.id)
+        ).all()
+    assert actions == ["entity.create", "entity.delete", "entity.restore"]

@@ -3,7 +3,8 @@
 - ``GET|POST .../datasets/{name}/entities`` — list (no properties, as Central); create one
   ``{uuid?, label, data}`` or many ``{entities: [...], source: {name, size?}}``;
 - ``GET|PATCH|DELETE .../entities/{uuid}`` — PATCH needs ``?baseVersion=<current>`` or ``?force=true``
-  (409.15 otherwise); ``?resolve=true`` clears a conflict;
+  (409.15 otherwise); ``?resolve=true`` clears a conflict; ``?deleted=true`` on GETs reads deleted
+  entities, ``POST .../entities/{uuid}/restore`` brings one back;
 - ``GET .../entities/{uuid}/versions`` — every version with what changed;
 - ``GET .../datasets/{name}/entities.csv``;
 - OData: ``.../datasets/{name}.svc``, ``.svc/$metadata``, ``.svc/Entities``.
@@ -128,9 +129,8 @@ def _json_body() -> Any:
 def list_entities(project_id: int, name: str) -> ResponseReturnValue:
     _, entity_list = _entity_list(project_id, name)
     names = _names(entity_list)
-    return jsonify(
-        [entity_json(e, names, with_data=False) for e in store.live_entities(db.session(), entity_list)]
-    )
+    found = store.list_entities(db.session(), entity_list, deleted=_flag("deleted"))
+    return jsonify([entity_json(e, names, with_data=False) for e in found])
 
 
 def _bulk_source(raw: Any, count: int, user_agent: str | None) -> dict[str, Any]:
@@ -183,7 +183,7 @@ def create_entities(project_id: int, name: str) -> ResponseReturnValue:
 @api.get(ONE)
 def get_entity(project_id: int, name: str, entity_uuid: str) -> ResponseReturnValue:
     _, entity_list = _entity_list(project_id, name)
-    entity = store.find_entity(db.session(), entity_list, entity_uuid)
+    entity = store.find_entity(db.session(), entity_list, entity_uuid, deleted=_flag("deleted"))
     return jsonify(entity_json(entity, _names(entity_list), with_data=True))
 
 
@@ -216,6 +216,15 @@ def delete_entity(project_id: int, name: str, entity_uuid: str) -> ResponseRetur
     return jsonify({"success": True})
 
 
+@api.post(f"{ONE}/restore")
+@db.write_request
+def restore_entity(project_id: int, name: str, entity_uuid: str) -> ResponseReturnValue:
+    user, entity_list = _entity_list(project_id, name, *WRITE_ROLES)
+    entity = store.find_entity(db.session(), entity_list, entity_uuid, lock=True, deleted=True)
+    store.restore_entity(db.session(), entity_list, entity, _origin(user))
+    return jsonify({"success": True})
+
+
 def _diff(received: dict[str, Any], other: EntityVersion) -> list[str]:
     """Central's baseDiff/serverDiff: what a change set that differs from another version."""
     before = {**other.data, "label": other.label}
@@ -227,14 +236,16 @@ def entity_versions(project_id: int, name: str, entity_uuid: str) -> ResponseRet
     _, entity_list = _entity_list(project_id, name)
     entity = store.find_entity(db.session(), entity_list, entity_uuid)
     names = _names(entity_list)
-    resolved_at = db.session().scalar(  # the version current when a conflict was last resolved
-        select(AuditEvent.details)
-        .where(AuditEvent.action == "entity.update.resolve", AuditEvent.target_id == entity.uuid)
-        .where(AuditEvent.project_id == entity_list.project_id)
-        .order_by(AuditEvent.id.desc())
-        .limit(1)
+    resolutions = db.session().scalars(  # the versions current when its conflicts were resolved
+        select(AuditEvent.details).where(
+            AuditEvent.action == "entity.update.resolve",
+            AuditEvent.target_id == entity.uuid,
+            AuditEvent.project_id == entity_list.project_id,
+        )
     )
-    resolved_version = (resolved_at or {}).get("version", 0)
+    resolved_version = max(
+        (d.get("version", 0) for d in resolutions if d.get("dataset") == entity_list.name), default=0
+    )
     versions = entity.versions
     by_number = {v.version: v for v in versions}
     out: list[dict[str, Any]] = []

@@ -13,7 +13,7 @@ The rules are Central's, so that pyodk and Central's own clients meet the same a
 - a deleted entity is kept with its history (soft delete) and leaves every list, CSV and feed.
 
 Every change is in the audit log (``entity.create``, ``entity.update.version``,
-``entity.update.resolve``, ``entity.delete``) with the entity's UUID and list.
+``entity.update.resolve``, ``entity.delete``, ``entity.restore``) with the entity's UUID and list.
 """
 
 from __future__ import annotations
@@ -224,15 +224,17 @@ def create_entities(
     return entities
 
 
-def find_entity(session: Session, entity_list: EntityList, raw_uuid: str, *, lock: bool = False) -> Entity:
-    """A live (not deleted) entity of the list by its UUID, or 404."""
+def find_entity(
+    session: Session, entity_list: EntityList, raw_uuid: str, *, lock: bool = False, deleted: bool = False
+) -> Entity:
+    """A live entity of the list by its UUID (a deleted one with ``deleted``), or 404."""
     found = _UUID_V4.match(raw_uuid)
     entity = None
     if found is not None:
         query = select(Entity).where(
             Entity.entity_list_id == entity_list.id,
             Entity.uuid == found.group(2).lower(),
-            Entity.deleted_at.is_(None),
+            Entity.deleted_at.is_not(None) if deleted else Entity.deleted_at.is_(None),
         )
         entity = session.scalar(query.with_for_update() if lock else query)
     if entity is None:
@@ -242,12 +244,14 @@ def find_entity(session: Session, entity_list: EntityList, raw_uuid: str, *, loc
     return entity
 
 
-def live_entities(session: Session, entity_list: EntityList) -> list[Entity]:
-    """The list's entities that are not deleted, newest first (as Central lists them)."""
+def list_entities(session: Session, entity_list: EntityList, *, deleted: bool = False) -> list[Entity]:
+    """The list's entities that are not deleted (only the deleted ones with ``deleted``), newest first
+    (as Central lists them)."""
+    gone = Entity.deleted_at.is_not(None) if deleted else Entity.deleted_at.is_(None)
     return list(
         session.scalars(
             select(Entity)
-            .where(Entity.entity_list_id == entity_list.id, Entity.deleted_at.is_(None))
+            .where(Entity.entity_list_id == entity_list.id, gone)
             .order_by(Entity.created_at.desc(), Entity.id.desc())
         )
     )
@@ -300,6 +304,14 @@ def delete_entity(session: Session, entity_list: EntityList, entity: Entity, ori
     entity.deleted_at = utcnow()
     session.flush()
     _record(session, "entity.delete", entity_list, entity, origin)
+
+
+def restore_entity(session: Session, entity_list: EntityList, entity: Entity, origin: Origin) -> None:
+    """Bring a deleted entity back as it was (Central's restore): same UUID, version and history."""
+    entity.deleted_at = None
+    entity.updated_at = utcnow()
+    session.flush()
+    _record(session, "entity.restore", entity_list, entity, origin)
 
 
 @dataclass(frozen=True)
