@@ -469,6 +469,12 @@ class Entity(Base):
     versions: Mapped[list[EntityVersion]] = relationship(
         back_populates="entity", order_by="EntityVersion.version"
     )
+    # The current version alone, so that lists read one version per entity, not whole histories.
+    current: Mapped[EntityVersion] = relationship(
+        primaryjoin="and_(EntityVersion.entity_id == Entity.id, EntityVersion.version == Entity.version)",
+        viewonly=True,
+        uselist=False,
+    )
     __table_args__ = (UniqueConstraint("entity_list_id", "uuid", name="uq_entity_uuid"),)
 
 

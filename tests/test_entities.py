@@ -179,6 +179,12 @@ def test_create_many_with_source(lists: Lists) -> None:
     assert made.json() == {"success": True}, made.text
     listed = requests.get(f"{base}/entities", headers=lists.coordinator).json()
     assert len(listed) == 2
+    infinite = requests.post(  # Python's JSON reads Infinity; no database stores it
+        f"{base}/entities",
+        data='{"entities": [{"label": "x"}], "source": {"name": "f", "size": Infinity}}',
+        headers={**lists.coordinator, "Content-Type": "application/json"},
+    )
+    assert infinite.status_code == 400 and infinite.json()["code"] == "400.11"
     versions = requests.get(f"{base}/entities/{listed[0]['uuid']}/versions", headers=lists.coordinator).json()
     assert versions[0]["source"] == {
         "name": "towns.csv",
@@ -499,3 +505,19 @@ def test_deleted_entities_listed_and_restored(lists: Lists) -> None:
             select(AuditEvent.action).where(AuditEvent.target_id == made["uuid"]).order_by(AuditEvent.id)
         ).all()
     assert actions == ["entity.create", "entity.delete", "entity.restore"]
+
+
+def test_many_entities_in_one_upload(lists: Lists) -> None:
+    base = lists.new_list("many", "n")
+    rows = [{"label": f"row {i}", "data": {"n": str(i)}} for i in range(3000)]
+    made = requests.post(
+        f"{base}/entities", json={"entities": rows, "source": {"name": "many.csv"}}, headers=lists.coordinator
+    )
+    assert made.json() == {"success": True}, made.text
+    assert len(requests.get(f"{base}/entities", headers=lists.analyst, timeout=60).json()) == 3000
+    feed = requests.get(
+        f"{base}.svc/Entities", params={"$top": "10", "$count": "true"}, headers=lists.analyst, timeout=60
+    ).json()
+    assert len(feed["value"]) == 10 and feed["@odata.count"] == 3000
+    csv_rows = list(csv.reader(io.StringIO(requests.get(f"{base}/entities.csv", headers=lists.analyst).text)))
+    assert len(csv_rows) == 3001 and sorted(int(r[2]) for r in csv_rows[1:]) == list(range(3000))

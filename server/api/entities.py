@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -98,7 +99,7 @@ def entity_json(entity: Entity, properties: list[str], *, with_data: bool) -> di
         "createdAt": iso(entity.created_at),
         "updatedAt": iso(entity.updated_at),
         "deletedAt": iso(entity.deleted_at),
-        "currentVersion": _version_json(entity.versions[-1], True, properties, with_data),
+        "currentVersion": _version_json(entity.current, True, properties, with_data),
     }
     if _extended():
         out["creator"] = _user_json(entity.creator)
@@ -141,7 +142,9 @@ def _bulk_source(raw: Any, count: int, user_agent: str | None) -> dict[str, Any]
     name, size = raw["name"], raw.get("size")
     if not isinstance(name, str):
         raise store.invalid_type("name", "string")
-    if size is not None and (not isinstance(size, int | float) or isinstance(size, bool)):
+    if size is not None and (
+        not isinstance(size, int | float) or isinstance(size, bool) or not math.isfinite(size)
+    ):
         raise store.invalid_type("size", "number")
     return {"name": name[:255], **({"size": size} if size else {}), "count": count, "userAgent": user_agent}
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from server import audit, errors
 from server.models import Entity, EntityList, EntityVersion, User, utcnow
@@ -253,6 +253,7 @@ def list_entities(session: Session, entity_list: EntityList, *, deleted: bool = 
             select(Entity)
             .where(Entity.entity_list_id == entity_list.id, gone)
             .order_by(Entity.created_at.desc(), Entity.id.desc())
+            .options(selectinload(Entity.current))
         )
     )
 
@@ -274,8 +275,9 @@ def update_entity(
         entity.label = change.label
     entity.data = {**entity.data, **change.data}
     entity.updated_at = now
-    entity.versions.append(
+    session.add(  # not through entity.versions, which would read the whole history first
         EntityVersion(
+            entity_id=entity.id,
             version=entity.version,
             base_version=base,
             label=entity.label,
@@ -288,6 +290,7 @@ def update_entity(
         )
     )
     session.flush()
+    session.expire(entity, ["current", "versions"])
     _record(session, "entity.update.version", entity_list, entity, origin)
     return entity
 
