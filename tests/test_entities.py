@@ -16,6 +16,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from server.api.odata_schema import odata_name
 from server.models import AuditEvent, Entity, EntityVersion
 from server.projects import create_project
 from server.users import create_user
@@ -521,3 +522,18 @@ def test_many_entities_in_one_upload(lists: Lists) -> None:
     assert len(feed["value"]) == 10 and feed["@odata.count"] == 3000
     csv_rows = list(csv.reader(io.StringIO(requests.get(f"{base}/entities.csv", headers=lists.analyst).text)))
     assert len(csv_rows) == 3001 and sorted(int(r[2]) for r in csv_rows[1:]) == list(range(3000))
+
+
+def test_odata_next_link_of_a_list_named_in_cyrillic(lists: Lists) -> None:
+    base = lists.new_list("Жалобы", "ноҳия")
+    for i in range(3):
+        _create(lists, base, {"label": f"ҷамоат {i}", "data": {"ноҳия": "Ваҳдат"}})
+    page = requests.get(
+        f"{base}.svc/Entities", params={"$top": "2"}, headers=lists.analyst, timeout=10
+    ).json()
+    link = page["@odata.nextLink"]
+    assert link.isascii() and "/datasets/%D0%96%D0%B0%D0%BB%D0%BE%D0%B1%D1%8B.svc/Entities?" in link
+    rest = requests.get(link, headers=lists.analyst, timeout=10).json()
+    assert [r["label"] for r in rest["value"]] == ["ҷамоат 0"] and rest["value"][0][
+        odata_name("ноҳия")
+    ] == "Ваҳдат"

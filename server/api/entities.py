@@ -20,7 +20,7 @@ import json
 import math
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from flask import Response, jsonify, request, stream_with_context
 from flask.typing import ResponseReturnValue
@@ -372,7 +372,7 @@ def entities_odata(project_id: int, name: str) -> ResponseReturnValue:
     row_filter = RowFilter(request.args.get("$filter"), names)
     top, skip, count = _non_negative("$top"), _non_negative("$skip") or 0, _flag("$count")
     context = f"{_service_root()}/$metadata#Entities"
-    next_base = _absolute(request.path)
+    next_base = _absolute(quote(request.path, safe="/:$"))  # a list named in Cyrillic stays a valid URL
     args = [(k, v) for k, v in request.args.items(multi=True) if k != "$skip"]
     list_id = entity_list.id
 
