@@ -332,7 +332,7 @@ def summarize(session: Session, entity_list: EntityList) -> Summary:
         select(
             func.count(Entity.id),
             func.count(Entity.conflict),
-            func.max(func.coalesce(Entity.updated_at, Entity.created_at)),
+            func.max(Entity.created_at),  # Central: when the newest entity was created
         ).where(*live)
     ).one()
     return Summary(int(count or 0), int(conflicts or 0), last)
