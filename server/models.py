@@ -426,7 +426,7 @@ class AuditEvent(Base):
 
 # ---------------------------------------------------------------------------------------------------------
 # Entity lists (ODK Central's "datasets"): named lists of records with the same properties, which forms
-# read as CSV attachments and (next) create and update. Issue 13's first brick: the lists and properties.
+# read as CSV attachments and (next) create and update: the lists, their properties, entities and versions.
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -460,6 +460,65 @@ class EntityProperty(Base):
 
     entity_list: Mapped[EntityList] = relationship(back_populates="properties")
     __table_args__ = (UniqueConstraint("entity_list_id", "name", name="uq_entity_property_name"),)
+
+
+class Entity(Base):
+    """One record of an entity list. Its current label and properties are copied from its newest
+    version so that lists, CSVs and OData read one row per entity; the history is in ``versions``."""
+
+    __tablename__ = "entity"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entity_list_id: Mapped[int] = mapped_column(ForeignKey("entity_list.id"), index=True)
+    uuid: Mapped[str] = mapped_column(String(36))
+    label: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    version: Mapped[int] = mapped_column(default=1)
+    # Central's conflict flag: null, "soft" or "hard"; set when updates made apart (offline) cross.
+    conflict: Mapped[str | None] = mapped_column(String(10))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    updated_at: Mapped[dt.datetime | None]
+    # Deleted entities are kept (soft delete): they leave lists, CSVs and OData but not the history.
+    deleted_at: Mapped[dt.datetime | None]
+
+    creator: Mapped[User | None] = relationship()
+    versions: Mapped[list[EntityVersion]] = relationship(
+        back_populates="entity", order_by="EntityVersion.version"
+    )
+    # The current version alone, so that lists read one version per entity, not whole histories.
+    current: Mapped[EntityVersion] = relationship(
+        primaryjoin="and_(EntityVersion.entity_id == Entity.id, EntityVersion.version == Entity.version)",
+        viewonly=True,
+        uselist=False,
+    )
+    __table_args__ = (UniqueConstraint("entity_list_id", "uuid", name="uq_entity_uuid"),)
+
+
+class EntityVersion(Base):
+    """One version of an entity: what it was after one change, who made it, from where."""
+
+    __tablename__ = "entity_version"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entity_id: Mapped[int] = mapped_column(ForeignKey("entity.id"), index=True)
+    version: Mapped[int]
+    # The version the change was made against (null for the first); differs from version - 1 only
+    # when a change was forced or made apart from the others.
+    base_version: Mapped[int | None]
+    label: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # What the change itself carried (Central's dataReceived): only the properties it set.
+    data_received: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    conflicting_properties: Mapped[list[Any] | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    # Where the change came from: {"name", "size", "count", "userAgent"} for a bulk upload, {} for one
+    # API call (later: the submission that made it).
+    source: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    entity: Mapped[Entity] = relationship(back_populates="versions")
+    creator: Mapped[User | None] = relationship()
+    __table_args__ = (UniqueConstraint("entity_id", "version", name="uq_entity_version"),)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -537,8 +596,10 @@ __all__ = [
     "Conflict",
     "ConflictAttachment",
     "DigestNonceUse",
+    "Entity",
     "EntityList",
     "EntityProperty",
+    "EntityVersion",
     "Form",
     "FormAssignment",
     "FormMedia",

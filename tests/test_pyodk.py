@@ -230,12 +230,31 @@ CENTRAL_SHAPES_SCRIPT = textwrap.dedent(
         got = client.entity_lists.get(entity_list_name="concerns")
         out["entity_list"] = [got.name, [p.name for p in got.properties]]
         out["entity_lists"] = [e.name for e in client.entity_lists.list()]
+        # Entities: create, update against a version, a stale update refused, merge, OData.
+        entities = client.entities
+        entities.default_entity_list_name = "concerns"
+        made = entities.create(label="Vahdat 1", data={"district": "Vahdat"})
+        updated = entities.update(made.uuid, label="Vahdat 1b", base_version=1)
+        try:
+            entities.update(made.uuid, data={"district": "Rudaki"}, base_version=1)
+        except PyODKError as err:
+            out["stale"] = err.is_central_error(code=409.15)
+        out["updated"] = [updated.currentVersion.version, updated.currentVersion.data]
+        entities.create_many([{"label": "Hisor 1", "district": "Hisor"}, {"label": "Gone", "district": "X"}])
+        entities.merge(
+            [{"label": "Hisor 1", "district": "Hisor", "status": "open"}, {"label": "New", "district": "Y"}],
+            delete_not_matched=True,
+            match_keys=["label"],
+        )
+        table = entities.get_table(filter="district eq 'Hisor'", select="label,status,__system/version")
+        out["merged"] = table["value"]
+        out["labels"] = sorted(e["label"] for e in entities.get_table()["value"])
     print(json.dumps(out, default=str))
     """
 )
 
 
-def test_pyodk_with_centrals_odd_ids_assignments_and_entity_lists(
+def test_pyodk_with_centrals_odd_ids_assignments_entity_lists_and_entities(
     pyodk_python: Path, server_process: Any, make_env: Any, tmp_path: Path
 ) -> None:
     from server.projects import create_project
@@ -282,3 +301,6 @@ def test_pyodk_with_centrals_odd_ids_assignments_and_entity_lists(
     assert [a["roleId"] for a in out["assigned"]] == [2, 2]
     assert out["duplicate"] is True
     assert out["entity_list"] == ["concerns", ["district"]] and out["entity_lists"] == ["concerns"]
+    assert out["stale"] is True and out["updated"] == [2, {"district": "Vahdat"}]
+    assert out["merged"] == [{"label": "Hisor 1", "status": "open", "__system": {"version": 2}}]
+    assert out["labels"] == ["Hisor 1", "New"]  # Vahdat 1b and Gone were not in the merged data

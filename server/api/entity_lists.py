@@ -13,6 +13,7 @@ from server import auth, db
 from server.api import api
 from server.api.schemas import iso, load_json
 from server.datasets.odata_schema import odata_name
+from server.entities.entities import summarize
 from server.entities.lists import add_property, create_entity_list, find_entity_list, list_entity_lists
 from server.models import EntityList
 from server.projects import find_project
@@ -40,8 +41,13 @@ def entity_list_json(entity_list: EntityList) -> dict[str, Any]:
 
 
 def _extended(entity_list: EntityList) -> dict[str, Any]:
-    # Entities themselves come with issue 13; until then every list is empty.
-    return {**entity_list_json(entity_list), "entities": 0, "lastEntity": None, "conflicts": 0}
+    summary = summarize(db.session(), entity_list)
+    return {
+        **entity_list_json(entity_list),
+        "entities": summary.entities,
+        "lastEntity": iso(summary.last_entity),
+        "conflicts": summary.conflicts,
+    }
 
 
 def entity_list_metadata(entity_list: EntityList) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Entities (ODK's follow-up records): entity lists and their properties so far (:mod:`.lists`).
+"""Entities (ODK's follow-up records): entity lists and their properties (:mod:`.lists`), entities
+and their versions (:mod:`.entities`), and entities as OData rows (:mod:`.odata`).
 
-Entities themselves — rows created and updated by submissions through ingest, their versions, the CSV
-forms read and the OData feed — come next (issue 13).
+Entities created and updated by submissions through ingest, and the CSV forms read as attachments,
+come next (issue 13).
 """
