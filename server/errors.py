@@ -31,6 +31,11 @@ class Code(enum.StrEnum):
     FILTER_UNREADABLE = "400.18"  # an OData $filter that cannot be read
     UNKNOWN_PROPERTY = "400.19"  # an OData $filter or $select naming no property
     BAD_SKIPTOKEN = "400.20"  # an OData $skiptoken this server did not give out
+    INVALID_TYPE = "400.11"  # a JSON value of the wrong type
+    UNKNOWN_SELECT = "400.23"  # an OData $select naming no property of an entity list
+    INVALID_ENTITY = "400.28"  # an entity whose data names no property of its list
+    UNEXPECTED_PARAMETERS = "400.31"  # a JSON body with keys this request does not take
+    NO_CONFLICT = "400.32"  # resolving an entity conflict that is not there
     FORM_EXPIRED = "400.30"  # a console form whose CSRF token is not this browser's (forged or stale)
     UNAUTHENTICATED = "401.2"  # no credentials, or credentials that do not sign in
     FORBIDDEN = "403.1"  # signed in, but this role may not do this
@@ -40,6 +45,7 @@ class Code(enum.StrEnum):
     FORM_CLOSED = "409.2"  # the form is closed and takes no submissions
     CONFLICT = "409.3"  # already exists, or a payload kept for review instead of applied
     PUBLISHED_VERSION_DIFFERS = "409.6"  # a published form version (or its media) never changes
+    ENTITY_VERSION_CONFLICT = "409.15"  # an entity update based on a version that is not the current one
     UPLOAD_OFFSET = "409.20"  # a sync upload chunk that does not start where central stands
     LENGTH_REQUIRED = "411.1"  # a body without Content-Length where one is needed
     PRECONDITION_FAILED = "412.1"  # an If-Match / If-Unmodified-Since that does not hold
@@ -114,6 +120,46 @@ def bad_skiptoken() -> Problem:
 def unsupported_function(name: str, at: int) -> Problem:
     return Problem(
         501, Code.NOT_IMPLEMENTED, f"The function {name}() is not supported in $filter.", {"at": at}
+    )
+
+
+def invalid_type(field_name: str, expected: str) -> Problem:
+    return Problem(
+        400,
+        Code.INVALID_TYPE,
+        f"Invalid input data type: expected ({field_name}) to be ({expected}).",
+        {"field": field_name, "expected": expected},
+    )
+
+
+def unexpected_value(message: str, **details: Any) -> Problem:
+    """Central's 400.8: a value that cannot be used where it stands (a blank entity label)."""
+    return Problem(400, Code.INVALID_FORM, message, details)
+
+
+def unexpected_parameters(message: str, **details: Any) -> Problem:
+    return Problem(400, Code.UNEXPECTED_PARAMETERS, message, details)
+
+
+def invalid_entity(reason: str) -> Problem:
+    return Problem(400, Code.INVALID_ENTITY, f"The entity is invalid. {reason}", {"reason": reason})
+
+
+def no_conflict() -> Problem:
+    return Problem(400, Code.NO_CONFLICT, "The Entity doesn't have any conflict")
+
+
+def property_not_found(name: str) -> Problem:
+    return Problem(400, Code.UNKNOWN_SELECT, f"Could not find a property named '{name}'", {"property": name})
+
+
+def entity_version_conflict(current: int, provided: str | None) -> Problem:
+    return Problem(
+        409,
+        Code.ENTITY_VERSION_CONFLICT,
+        f"Current version of the Entity is '{current}' and you provided '{provided}'. Please correct the "
+        "version number or pass '?force=true' in the URL to forcefully update the Entity.",
+        {"current": str(current), "provided": provided},
     )
 
 

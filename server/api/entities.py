@@ -158,18 +158,16 @@ def create_entities(project_id: int, name: str) -> ResponseReturnValue:
     if isinstance(body, dict) and "entities" in body:
         items = body["entities"]
         if not isinstance(items, list) or not items:
-            raise errors.Problem(
-                400,
-                "400.31",
+            raise errors.unexpected_parameters(
                 "Expected parameters: (entities: [...]). Got (not an array or an empty array).",
-                {"expected": ["entities: [...]"]},
+                expected=["entities: [...]"],
             )
         if len(items) > MAX_BULK:
             raise errors.bad_request(f"At most {MAX_BULK} entities in one request.", field="entities")
         unexpected = [k for k in body if k not in ("entities", "source")]
         if unexpected:
-            raise errors.Problem(
-                400, "400.31", f"Expected parameters: (entities, source). Got ({', '.join(body)}).", {}
+            raise errors.unexpected_parameters(
+                f"Expected parameters: (entities, source). Got ({', '.join(body)})."
             )
         changes = [store.read_change(item, names, new=True) for item in items]
         source = _bulk_source(body.get("source"), len(changes), request.headers.get("User-Agent"))
@@ -197,7 +195,7 @@ def update_entity(project_id: int, name: str, entity_uuid: str) -> ResponseRetur
     entity = store.find_entity(db.session(), entity_list, entity_uuid, lock=True)
     resolve = _flag("resolve")
     if resolve and entity.conflict is None:
-        raise errors.Problem(400, "400.32", "The Entity doesn't have any conflict")
+        raise errors.no_conflict()
     store.check_base_version(entity, request.args.get("baseVersion"), _flag("force"))
     body = _json_body() if request.get_data() else {}
     if resolve and not body:  # only settle the conflict

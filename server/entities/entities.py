@@ -38,27 +38,13 @@ BODY_KEYS = ("label", "uuid", "data")
 MAX_USER_AGENT = 255
 
 
-def invalid_type(field_name: str, expected: str) -> errors.Problem:
-    return errors.Problem(
-        400,
-        "400.11",
-        f"Invalid input data type: expected ({field_name}) to be ({expected}).",
-        {"field": field_name, "expected": expected},
-    )
+invalid_type = errors.invalid_type
 
 
-def invalid_entity(reason: str) -> errors.Problem:
-    return errors.Problem(400, "400.28", f"The entity is invalid. {reason}", {"reason": reason})
+invalid_entity = errors.invalid_entity
 
 
-def version_conflict(current: int, provided: str | None) -> errors.Problem:
-    return errors.Problem(
-        409,
-        "409.15",
-        f"Current version of the Entity is '{current}' and you provided '{provided}'. Please correct the "
-        "version number or pass '?force=true' in the URL to forcefully update the Entity.",
-        {"current": str(current), "provided": provided},
-    )
+version_conflict = errors.entity_version_conflict
 
 
 def normalize_uuid(raw: str) -> str:
@@ -90,11 +76,10 @@ def read_change(body: Any, property_names: Sequence[str], *, new: bool) -> Chang
         raise errors.bad_request("An entity is a JSON object with 'label' and 'data'.")
     unexpected = [k for k in body if k not in BODY_KEYS]
     if unexpected:
-        raise errors.Problem(
-            400,
-            "400.31",
+        raise errors.unexpected_parameters(
             f"Expected parameters: ({', '.join(BODY_KEYS)}). Got ({', '.join(map(str, body))}).",
-            {"expected": list(BODY_KEYS), "actual": list(body)},
+            expected=list(BODY_KEYS),
+            actual=list(body),
         )
     change = Change(label=None)
     if new:
@@ -107,11 +92,10 @@ def read_change(body: Any, property_names: Sequence[str], *, new: bool) -> Chang
         if not isinstance(label, str):
             raise invalid_type("label", "string")
         if not label.strip():
-            raise errors.Problem(
-                400,
-                "400.8",
+            raise errors.unexpected_value(
                 "Unexpected label value (empty string); Label cannot be blank.",
-                {"field": "label", "value": "(empty string)"},
+                field="label",
+                value="(empty string)",
             )
         change.label = label
     elif new:

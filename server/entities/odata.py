@@ -65,8 +65,7 @@ class EntityRow:
         }
 
 
-def property_not_found(name: str) -> errors.Problem:
-    return errors.Problem(400, "400.23", f"Could not find a property named '{name}'", {"property": name})
+property_not_found = errors.property_not_found
 
 
 class Selection:
