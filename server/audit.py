@@ -116,8 +116,8 @@ class AuditQuery:
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     actor_user_id: int | None = None
-    target_type: str | None = None
-    target_ids: Sequence[str] = ()
+    # (target_type, target_id) pairs: events about any of these objects
+    targets: Sequence[tuple[str, str]] = ()
 
     def statement(self) -> Select[tuple[AuditEvent]]:
         conditions: list[ColumnElement[bool]] = [true()]
@@ -129,10 +129,15 @@ class AuditQuery:
             conditions.append(AuditEvent.at < self.end)
         if self.actor_user_id is not None:
             conditions.append(AuditEvent.actor_user_id == self.actor_user_id)
-        if self.target_type is not None:
-            conditions.append(AuditEvent.target_type == self.target_type)
-        if self.target_ids:
-            conditions.append(or_(*(AuditEvent.target_id == t for t in self.target_ids)))
+        if self.targets:
+            conditions.append(
+                or_(
+                    *(
+                        and_(AuditEvent.target_type == kind, AuditEvent.target_id == ident)
+                        for kind, ident in self.targets
+                    )
+                )
+            )
         return select(AuditEvent).where(and_(*conditions))
 
 
