@@ -250,6 +250,7 @@ def test_submission_history_and_audit_trail(live_server: LiveServer, admin: Brow
     version2 = history[history.index('id="version-2"') :]
     assert re.search(r"<th scope=\"row\">Age</th><td><del>\d+</del></td><td><ins>77</ins></td>", version2)
     trail = page[page.index('id="trail"') :]
+    assert "<code>submission.update.version</code>" in trail
     assert "<code>submission.review</code>" in trail and "&#34;after&#34;" not in trail  # pseudonymised role
     shown = admin.get(path).text
     assert (
