@@ -82,7 +82,8 @@ def test_shape_filters_and_paging(live_server: LiveServer, admin: dict[str, str]
         timeout=10,
     ).json()
     assert extended[0]["actor"]["displayName"] == "auditor"
-    assert extended[0]["actee"]["displayName"] == "seen" and "actorId" not in extended[0]
+    assert extended[0]["actee"]["displayName"] == "seen"
+    assert extended[0]["actorId"] == extended[0]["actor"]["id"]
     assert extended[0]["details"]["role"] == "coordinator"
 
 

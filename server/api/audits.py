@@ -4,7 +4,7 @@ Each event is ``{actorId, action, acteeId, details, loggedAt, notes}``, newest f
 share one id space; Sarhad's web users and devices do not, so ``actorType`` (``user`` or ``field_key``)
 says which ``actorId`` is, and ``acteeType`` what ``acteeId`` names (a user id, a form's xmlFormId, a
 submission's row id, ...). With ``X-Extended-Metadata: true`` each event carries ``actor`` and
-``actee`` objects instead of bare ids, as Central does. No route changes or removes an event.
+``actee`` objects beside the ids, as Central's ExtendedAudit. No route changes or removes an event.
 """
 
 from __future__ import annotations
@@ -74,7 +74,6 @@ def extended_json(session: Session, event: AuditEvent) -> dict[str, Any]:
     elif event.actor_app_user_id:
         device = session.get(AppUser, event.actor_app_user_id)
         actor = app_user_json(device) if device else None
-    del shown["actorId"]
     shown["actor"] = actor
     shown["actee"] = _actee(session, event)
     return shown
