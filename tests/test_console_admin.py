@@ -101,6 +101,9 @@ def test_create_a_user_give_and_take_roles_reset_password(live_server: LiveServe
     user = _user(live_server, email)
     assert (user.display_name, user.language, user.is_site_admin) == ("Нигина", "tg", False)
     assert email in admin.get("/users").text
+    again = admin.post("/users", {**form, "name": "Other"}, token_from="/users")
+    assert again.status_code == 409 and 'id="new-user-error"' in again.text and 'value="Other"' in again.text
+    assert PASSWORD not in again.text
 
     page = f"/users/{user.id}"
     saved = admin.post(

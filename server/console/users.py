@@ -33,6 +33,14 @@ def _projects() -> list[Project]:
 @console.get("/users")
 def users_page() -> ResponseReturnValue:
     _admin()
+    return _users_list()
+
+
+def _users_list(
+    error: str | None = None, status: int = 200, typed: dict[str, str] | None = None
+) -> ResponseReturnValue:
+    """The list and the new-user form; after a refused form, its message and what was typed (not the
+    password)."""
     session = db.session()
     listed = users.list_users(session)
     roles: dict[int, list[tuple[str, str]]] = {}
@@ -51,8 +59,10 @@ def users_page() -> ResponseReturnValue:
         projects=_projects(),
         project_roles=PROJECT_ROLES,
         message=_message(),
+        error=error,
+        typed=typed or {},
         min_password=users.MIN_PASSWORD_LENGTH,
-    )
+    ), status
 
 
 def _message() -> str | None:
@@ -80,16 +90,23 @@ def create_user() -> ResponseReturnValue:
             raise errors.not_found(_("There is no such project."))
     else:
         role, project = None, None
-    made = users.create_user(
-        db.session(),
-        form.get("email", ""),
-        form.get("password", ""),
-        role,
-        project,
-        display_name=form.get("name", "").strip() or None,
-        actor=actor,
-        language=language,
-    )
+    try:
+        made = users.create_user(
+            db.session(),
+            form.get("email", ""),
+            form.get("password", ""),
+            role,
+            project,
+            display_name=form.get("name", "").strip() or None,
+            actor=actor,
+            language=language,
+        )
+    except errors.Problem as problem:
+        if problem.status not in (400, 409):
+            raise
+        # Nothing was written: checks come before the user is added. The form comes back filled in.
+        typed = {k: form.get(k, "") for k in ("email", "name", "language", "project", "role", "site_admin")}
+        return _users_list(problem.message, problem.status, typed)
     return redirect(url_for("console.user_page", user_id=made.id, done="created"))
 
 
