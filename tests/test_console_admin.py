@@ -156,7 +156,10 @@ def test_a_locked_sign_in_says_so_and_an_admin_lifts_it(live_server: LiveServer,
     assert "<form" in locked.text and "sign-in-error" in locked.text
     person.http.cookies.set("sarhad_lang", "tg")
     assert "Аз ҳад зиёд" in person.sign_in(email).text
-    _unlock_address(live_server)  # keep the account's lock only
+    # the address is locked too: an administrator lifts it on the users page, keeping the account's lock
+    freed = admin.post("/users/unlock-address", {"address": "127.0.0.1"}, token_from="/users")
+    assert freed.status_code == 302
+    assert _events(live_server, "user.session.unlock", "127.0.0.1")[-1].details["via"] == "console"
 
     user = _user(live_server, email)
     page = f"/users/{user.id}"

@@ -168,3 +168,16 @@ def unlock_user(user_id: int) -> ResponseReturnValue:
     shown = users.find_user(session, user_id)
     signin_limits.unlock(session, email=shown.email, actor=actor, via="console")
     return redirect(url_for("console.user_page", user_id=user_id, done="unlocked"))
+
+
+@console.post("/users/unlock-address")
+@db.write_request
+def unlock_address() -> ResponseReturnValue:
+    """Lift the lock of a client address (as ``sarhad user unlock --address``): one site's tablets and
+    laptops often share one address, and a few wrong passwords there lock everyone out for a while."""
+    actor = _admin()
+    address = request.form.get("address", "").strip()
+    if not address or len(address) > 255:
+        raise errors.bad_request(_("Type the address to unlock."))
+    signin_limits.unlock(db.session(), address=address, actor=actor, via="console")
+    return redirect(url_for("console.users_page", done="unlocked"))
