@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sqlalchemy import select
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -26,7 +28,7 @@ from server import migrate  # noqa: E402
 from server.config import load_settings  # noqa: E402
 from server.forms import publish, source_from_xlsform  # noqa: E402
 from server.ingest import ingest  # noqa: E402
-from server.models import Project, Source  # noqa: E402
+from server.models import Project, Source, Submission  # noqa: E402
 from tests.collect_emulator import fill, read_form  # noqa: E402
 from tests.conftest import serve_in_thread  # noqa: E402
 from tests.console_support import (  # noqa: E402
@@ -71,6 +73,19 @@ def _weigh(browser, url: str, cookies: list[dict]) -> tuple[int, int]:  # type: 
     return int(sum(sizes.values())), len(sizes)
 
 
+def _signed_in_cookies(browser, sign_in: str, email: str) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+    context = browser.new_context(locale="tg-TJ")
+    page = context.new_page()
+    page.goto(sign_in)
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("button.primary")
+    page.wait_for_load_state()
+    cookies = context.cookies()
+    context.close()
+    return cookies  # type: ignore[no-any-return]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--submissions", type=int, default=300)
@@ -91,6 +106,7 @@ def main() -> int:
         database = app.extensions["sarhad.db"]
         project_id = add_project(database, "Khorog")
         add_user(database, "coordinator@example.tj", "admin", project_id)
+        add_user(database, "root@example.tj", "admin", None)
         _seed(database, settings, project_id, args.submissions)
         live, stop = serve_in_thread(app)
         try:
@@ -109,6 +125,14 @@ def main() -> int:
                 listing = f"{live.url}/projects/{project_id}/forms/safety/submissions"
                 weights[f"submissions list (50 of {args.submissions})"] = _weigh(browser, listing, cookies)
                 weights["project page"] = _weigh(browser, f"{live.url}/projects/{project_id}", cookies)
+                with database.read() as session:
+                    first = session.scalar(select(Submission.instance_id).order_by(Submission.id))
+                weights["submission page (history, audit trail)"] = _weigh(
+                    browser, f"{listing}/{first}", cookies
+                )
+                admin_cookies = _signed_in_cookies(browser, sign_in, "root@example.tj")
+                weights["users and roles"] = _weigh(browser, f"{live.url}/users", admin_cookies)
+                weights["audit log (50 events)"] = _weigh(browser, f"{live.url}/audit", admin_cookies)
                 browser.close()
         finally:
             stop()

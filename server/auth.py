@@ -18,7 +18,7 @@ from flask import g, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server import config, db, errors, signin_limits
+from server import audit, config, db, errors, signin_limits
 from server.models import ProjectRole, Role, User, WebSession, utcnow
 
 _hasher = PasswordHasher()
@@ -56,6 +56,14 @@ def login(session: Session, email: str, password: str) -> tuple[WebSession, str]
     ttl = dt.timedelta(hours=config.settings().session_ttl_hours)
     web_session = WebSession(token_sha256=token_sha256(token), user_id=user.id, expires_at=utcnow() + ttl)
     session.add(web_session)
+    audit.record(
+        session,
+        "user.session.create",
+        actor=user,
+        target_type="user",
+        target_id=user.id,
+        address=signin_limits.client_address(),
+    )
     return web_session, token
 
 

@@ -95,7 +95,7 @@ def create_app_user(
     session.flush()
     audit.record(
         session,
-        "app_user.create",
+        "field_key.create",
         actor=actor,
         project_id=project.id,
         target_type="app_user",
@@ -114,7 +114,7 @@ def rotate_token(session: Session, app_user: AppUser, actor: User | None = None)
     _head_trusted.clear()  # this process stops trusting the old token at once; others within seconds
     audit.record(
         session,
-        "app_user.rotate",
+        "field_key.session.rotate",
         actor=actor,
         project_id=app_user.project_id,
         target_type="app_user",
@@ -129,7 +129,7 @@ def revoke_app_user(session: Session, app_user: AppUser, actor: User | None = No
         _head_trusted.clear()
         audit.record(
             session,
-            "app_user.revoke",
+            "field_key.session.end",
             actor=actor,
             project_id=app_user.project_id,
             target_type="app_user",

@@ -21,7 +21,10 @@ successful password sign-in clears its account's failures (not its address's). A
 lock at once with ``sarhad user unlock EMAIL`` or ``sarhad user unlock --address ADDRESS``.
 
 Failures are written after the request's own transaction has ended (a refused sign-in rolls its
-transaction back, which must not take the count with it), in a short transaction of their own.
+transaction back, which must not take the count with it), in a short transaction of their own, with
+their audit events: ``user.session.failure`` for each wrong password (e-mail and address), and when a
+failure locks an account or an address, ``user.session.lock`` (``field_key.session.lock`` for device
+credentials). Lifting a lock is audited as ``user.session.unlock``.
 
 **For a new sign-in form** (the browser console): call :func:`check_password_signin` before checking the
 password; on a wrong password call :func:`password_failed` and answer 401; on success call
@@ -36,12 +39,12 @@ import logging
 import math
 
 from flask import Flask, Response, g, has_request_context, request
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from server import db, errors
-from server.models import SigninFailure, utcnow
+from server import audit, db, errors
+from server.models import SigninFailure, User, utcnow
 
 log = logging.getLogger(__name__)
 MAX_FAILURES = 10
@@ -138,14 +141,36 @@ def device_credential_failed(session: Session, problem: errors.Problem) -> error
     return problem
 
 
-def unlock(session: Session, *, email: str | None = None, address: str | None = None) -> int:
-    """Forget the failures of an account and/or an address (every scope); returns how many."""
+def unlock(
+    session: Session,
+    *,
+    email: str | None = None,
+    address: str | None = None,
+    actor: User | None = None,
+    via: str = "cli",
+) -> int:
+    """Forget the failures of an account and/or an address (every scope); returns how many. Audited."""
     removed = 0
     if email:
         removed += _delete(session, [Scope.ACCOUNT], _account(email))
     if address:
         removed += _delete(session, [Scope.ADDRESS, Scope.DEVICE_ADDRESS], address.strip())
+    audit.record(
+        session,
+        "user.session.unlock",
+        actor=actor,
+        target_type="account" if email else "address",
+        target_id=_account(email) if email else (address or "").strip(),
+        address=address.strip() if address and email else None,
+        forgotten=removed,
+        via=via,
+    )
     return removed
+
+
+def is_locked(session: Session, email: str) -> int | None:
+    """Seconds until the account may sign in again, or None (for the console's list of users)."""
+    return retry_after(session, Scope.ACCOUNT, _account(email))
 
 
 def _delete(session: Session, scopes: list[Scope], subject: str) -> int:
@@ -174,9 +199,46 @@ def _record(response: Response) -> Response:
             writer.session.add_all(
                 SigninFailure(scope=str(scope), subject=subject, failed_at=at) for scope, subject, at in noted
             )
+            writer.session.flush()
+            _audit_failures(writer.session, noted)
     except SQLAlchemyError:  # the refusal stands; a count lost to a busy database is not worth a 500
         log.exception("could not record %d failed sign-in(s)", len(noted))
     return response
+
+
+def _audit_failures(session: Session, noted: list[tuple[Scope, str, dt.datetime]]) -> None:
+    address = client_address()
+    for scope, subject, _at in noted:
+        if scope == Scope.ACCOUNT:
+            audit.record(
+                session, "user.session.failure", target_type="account", target_id=subject, address=address
+            )
+        if _just_locked(session, scope, subject):
+            action = "field_key.session.lock" if scope == Scope.DEVICE_ADDRESS else "user.session.lock"
+            audit.record(
+                session,
+                action,
+                target_type="address" if scope != Scope.ACCOUNT else "account",
+                target_id=subject,
+                scope=str(scope),
+                failures=MAX_FAILURES,
+                minutes=int(WINDOW.total_seconds() // 60),
+            )
+
+
+def _just_locked(session: Session, scope: Scope, subject: str) -> bool:
+    """True when this failure is the one that reached the limit (refused attempts are not counted, so
+    the count reaches exactly ``MAX_FAILURES`` once per lock)."""
+    count = session.scalar(
+        select(func.count())
+        .select_from(SigninFailure)
+        .where(
+            SigninFailure.scope == scope,
+            SigninFailure.subject == subject,
+            SigninFailure.failed_at > utcnow() - WINDOW,
+        )
+    )
+    return count == MAX_FAILURES
 
 
 def init_app(app: Flask) -> None:

@@ -271,8 +271,13 @@ def test_state_changes_are_audited(api: Api, live_server: LiveServer) -> None:
         events = session.scalars(
             select(AuditEvent).where(AuditEvent.target_id == "stately").order_by(AuditEvent.id)
         ).all()
-        assert [e.action for e in events] == ["form.publish", "form.state", "form.state"]
-        assert events[1].details["after"] == "closing" and events[1].actor_user_id is not None
+        assert [e.action for e in events] == [
+            "form.create",
+            "form.update.publish",
+            "form.update",
+            "form.update",
+        ]
+        assert events[2].details["after"] == "closing" and events[2].actor_user_id is not None
 
 
 def test_auth_is_required_and_roles_are_checked(api: Api) -> None:

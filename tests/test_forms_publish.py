@@ -300,7 +300,7 @@ def test_cli_publish_version_rules_and_media(cli_env: AppEnv, run_cli: CliRunner
     database = cli_env.app().extensions["sarhad.db"]
     with database.read() as session:
         actions = session.scalars(select(AuditEvent.action).where(AuditEvent.target_id == "rich")).all()
-        assert actions.count("form.publish") == 2 and "form.attach" in actions
+        assert actions.count("form.update.publish") == 2 and "form.attachment.update" in actions
         for sha in new_media.values():
             if sha:
                 assert session.get(Blob, sha) is not None and database.blobs.exists(sha)

@@ -8,6 +8,7 @@ api = Blueprint("api", __name__, url_prefix="/v1")
 from server.api import (  # noqa: E402, F401
     app_users,
     assignments,
+    audits,
     compression,
     entities,
     entity_lists,

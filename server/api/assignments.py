@@ -136,7 +136,7 @@ def assign_form_role(project_id: int, xml_form_id: str, role_ref: str, actor_id:
     session.add(FormAssignment(app_user_id=app_user.id, form_id=form.id))
     audit.record(
         session,
-        "app_user.assign",
+        "field_key.assignment.create",
         actor=user,
         project_id=project_id,
         target_type="form",
@@ -157,7 +157,7 @@ def revoke_form_role(project_id: int, xml_form_id: str, role_ref: str, actor_id:
     session.delete(row)
     audit.record(
         session,
-        "app_user.unassign",
+        "field_key.assignment.delete",
         actor=user,
         project_id=project_id,
         target_type="form",

@@ -61,3 +61,30 @@ class ReportQuery(Schema):
     since = fields.String(load_default=None)
     until = fields.String(load_default=None)
     min_cell = fields.Integer(data_key="minCell", load_default=None, validate=validate.Range(min=1))
+
+
+class Moment(fields.Field):
+    """A date (``2026-12-05``, its midnight UTC) or an ISO 8601 time (without a zone: UTC), as Central
+    reads ``?start=`` and ``?end=``."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
+        text = str(value).strip().replace("Z", "+00:00")
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValidationError("Not a date or an ISO 8601 time.") from None
+        return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+class AuditQueryArgs(Schema):
+    """``GET /v1/audits``: Central's filters and paging, and Sarhad's ``actorId``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    action = fields.String(load_default=None, validate=validate.Length(min=1, max=60))
+    start = Moment(load_default=None)
+    end = Moment(load_default=None)
+    actor_id = fields.Integer(data_key="actorId", load_default=None)
+    limit = fields.Integer(load_default=None, validate=validate.Range(min=0, max=100_000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))

@@ -482,6 +482,15 @@ def _ingest_body(fa: FormAccess, edit_of: str | None = None) -> ResponseReturnVa
         raise errors.bad_request(
             f"This edit belongs to submission {sub.instance_id!r}, not to {edit_of!r}.", field="deprecatedID"
         )
+    if edit_of is not None:  # Central's action for a new version of a submission
+        _audit(
+            session,
+            "submission.update.version",
+            fa,
+            sub,
+            version_instance_id=parsed.instance_id,
+            deprecated_id=parsed.deprecated_id,
+        )
     session.expire(sub)
     return jsonify(submission_json(session, sub, fa.access))
 

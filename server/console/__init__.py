@@ -24,12 +24,14 @@ console = Blueprint(
 
 # The page modules attach their routes to ``console`` when imported.
 from server.console import (  # noqa: E402, F401
+    audit_log,
     devices,
     forms,
     home,
     i18n,
     pages,
     submissions,
+    users,
 )
 
 

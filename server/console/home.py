@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from flask import Response, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
@@ -22,7 +24,9 @@ LANG_COOKIE_SECONDS = 365 * 24 * 3600
 def sign_in() -> ResponseReturnValue:
     if console_session.signed_in_user() is not None:
         return redirect(safe_next(request.args.get("next")))
-    return render_template("sign_in.html", next=request.args.get("next", ""), email="", failed=False)
+    return render_template(
+        "sign_in.html", next=request.args.get("next", ""), email="", failed=False, locked_minutes=None
+    )
 
 
 @console.post("/sign-in")
@@ -31,16 +35,17 @@ def sign_in_post() -> ResponseReturnValue:
     email = request.form.get("email", "").strip()
     password = request.form.get("password", "")
     target = safe_next(request.form.get("next"))
-    # SIGN-IN LIMITS: server/signin_limits.py (another branch) plugs in here, before the password is
-    # checked: a locked e-mail or address gets its own message on this page. auth.login below is the
-    # API's own sign-in, so whatever that module adds to it applies to the console too.
+    # auth.login is the API's own sign-in, with its sign-in limits (server/signin_limits.py): a locked
+    # account or address gets a page saying how long to wait, with the same Retry-After as the API.
     try:
         web_session, token = auth.login(db.session(), email, password)
     except errors.Problem as problem:
-        if problem.status != 401:
+        if problem.status not in (401, 429):
             raise
-        html = render_template("sign_in.html", next=target, email=email, failed=True)
-        return Response(html, status=401, mimetype="text/html")
+        wait = problem.details.get("retryAfter") if problem.status == 429 else None
+        minutes = max(1, math.ceil(int(wait) / 60)) if wait else None
+        html = render_template("sign_in.html", next=target, email=email, failed=True, locked_minutes=minutes)
+        return Response(html, status=problem.status, mimetype="text/html", headers=problem.headers)
     response = redirect(target)
     console_session.start(response, token, web_session.expires_at)  # type: ignore[arg-type]
     return response

@@ -5,16 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from flask import Response, redirect, render_template, request, url_for
 from flask_babel import format_datetime, format_decimal, get_locale
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
-from server import auth
+from server import auth, errors
 from server.api.compression import gzip_if_accepted
 from server.console import console
-from server.console.i18n import LANGUAGES
+from server.console.i18n import LANGUAGES, TIMEZONE
 from server.console.session import (
     CSRF_FIELD,
     SignInNeeded,
@@ -133,6 +134,19 @@ def when(value: dt.datetime | None) -> str:
 
 def number(value: int | float | None) -> str:
     return format_decimal(value or 0)
+
+
+def day_start(text: str | None, *, next_day: bool = False) -> dt.datetime | None:
+    """A date typed in the filter (Tajikistan's calendar day) → its start as an aware datetime."""
+    if not text:
+        return None
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise errors.bad_request(_("%(value)s is not a date.", value=text)) from None
+    if next_day:
+        day += dt.timedelta(days=1)
+    return dt.datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(TIMEZONE)).astimezone(dt.UTC)
 
 
 def role_in(user: User, project_id: int) -> str | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -33,9 +32,8 @@ from server.api.submissions import (
     form_access,
     shown_identity,
 )
-from server.console import console
-from server.console.i18n import TIMEZONE
-from server.console.pages import REVIEW_STATES, role_in
+from server.console import console, history
+from server.console.pages import REVIEW_STATES, day_start, role_in
 from server.console.session import require_signed_in
 from server.datasets.reader import UnreadableXml, read
 from server.datasets.redact import redact_value
@@ -44,7 +42,6 @@ from server.models import AppUser, Comment, Submission, SubmissionVersion, User,
 
 PAGE_SIZE = 50
 TABLE_COLUMNS = 6
-_LOCAL = ZoneInfo(TIMEZONE)
 
 
 def _lang() -> str:
@@ -77,19 +74,6 @@ def _table_fields(schema: FormSchema) -> list[Field]:
     return fields[:TABLE_COLUMNS]
 
 
-def _day_start(text: str | None, *, next_day: bool = False) -> dt.datetime | None:
-    """A date typed in the filter (Tajikistan's calendar day) → its start as an aware datetime."""
-    if not text:
-        return None
-    try:
-        day = dt.date.fromisoformat(text)
-    except ValueError:
-        raise errors.bad_request(_("%(value)s is not a date.", value=text)) from None
-    if next_day:
-        day += dt.timedelta(days=1)
-    return dt.datetime(day.year, day.month, day.day, tzinfo=_LOCAL).astimezone(dt.UTC)
-
-
 @dataclass(frozen=True)
 class Cursor:
     """Where the next page starts: below (received, id) of the last row shown."""
@@ -119,7 +103,7 @@ def submissions_page(project_id: int, xml_form_id: str) -> ResponseReturnValue:
     schema = fa.schema(session)
     columns = _table_fields(schema)
     args = request.args
-    since, until = _day_start(args.get("from")), _day_start(args.get("to"), next_day=True)
+    since, until = day_start(args.get("from")), day_start(args.get("to"), next_day=True)
     review = args.get("review") or None
     if review is not None and review not in REVIEW_STATES:
         raise errors.bad_request(_("Unknown review state."))
@@ -239,6 +223,11 @@ def submission_page(project_id: int, xml_form_id: str, instance_id: str) -> Resp
         for u in session.scalars(select(User).where(User.id.in_({c.user_id for c in comments})))
     }
     device = session.get(AppUser, version.app_user_id) if version.app_user_id else None
+    lang = _lang()
+
+    def shown(field: Field, value: str | None) -> str:
+        return _shown(fa, field, value, lang)
+
     return render_template(
         "submission.html",
         project=fa.project,
@@ -253,6 +242,8 @@ def submission_page(project_id: int, xml_form_id: str, instance_id: str) -> Resp
         review_states=REVIEW_STATES,
         redacted=not fa.access.raw,
         max_comment=MAX_COMMENT_CHARS,
+        history=history.versions(fa, session, sub, lang, shown),
+        trail=history.trail(fa, session, sub),
     )
 
 

@@ -320,7 +320,16 @@ def publish(
         message += f"; attached missing media: {', '.join(filled)}" if filled else "; nothing changed"
         if filled:
             form.updated_at = utcnow()
-            _audit(session, "form.attach", form, same_version, actor, via, attached=filled, missing=missing)
+            _audit(
+                session,
+                "form.attachment.update",
+                form,
+                same_version,
+                actor,
+                via,
+                attached=filled,
+                missing=missing,
+            )
         warnings = [*source.warnings, *_missing_warning(missing)]
         return Outcome(form, same_version, "already_published", message, warnings, missing, filled)
 
@@ -336,7 +345,9 @@ def publish(
         message = f"published {described}"
         if previous is not None:
             message += f"; version {_shown(previous.version)} still accepts its submissions"
-    _audit(session, "form.publish", form, version, actor, via, attached=attached, missing=missing)
+    if created:
+        _audit(session, "form.create", form, version, actor, via)
+    _audit(session, "form.update.publish", form, version, actor, via, attached=attached, missing=missing)
     return Outcome(
         form,
         version,
@@ -369,7 +380,9 @@ def save_draft(
         _discard(session, old)
     version, attached, missing = _new_version(writer, form, source, {}, actor, published=False)
     form.updated_at = utcnow()
-    _audit(session, "form.draft", form, version, actor, via, missing=missing)
+    if created:
+        _audit(session, "form.create", form, version, actor, via)
+    _audit(session, "form.update.draft.set", form, version, actor, via, missing=missing)
     message = f"saved a draft of {form.xml_form_id} version {_shown(version.version)}"
     if created:
         message += " (a new form: publish the draft to serve it to devices)"
@@ -391,7 +404,7 @@ def draft_from_current(writer: Writer, form: Form, actor: User | None, via: str 
     )
     version.xlsform_sha256, version.xlsform_filename = current.xlsform_sha256, current.xlsform_filename
     form.updated_at = utcnow()
-    _audit(writer.session, "form.draft", form, version, actor, via, missing=missing, copied=True)
+    _audit(writer.session, "form.update.draft.set", form, version, actor, via, missing=missing, copied=True)
     return Outcome(form, version, "draft", f"copied {form.xml_form_id} into a draft", [], missing)
 
 
@@ -410,7 +423,7 @@ def attach_to_draft(
         writer.store_bytes(content) if isinstance(content, bytes) else writer.store_stream(content)
     )
     form.updated_at = utcnow()
-    _audit(writer.session, "form.draft.attach", form, draft, actor, "api", attached=[name])
+    _audit(writer.session, "form.attachment.update", form, draft, actor, "api", attached=[name])
     return row
 
 
@@ -438,7 +451,16 @@ def publish_draft(
         _discard(session, draft)
         missing = [m.name for m in same_version.media if m.blob_sha256 is None]
         if filled:
-            _audit(session, "form.attach", form, same_version, actor, via, attached=filled, missing=missing)
+            _audit(
+                session,
+                "form.attachment.update",
+                form,
+                same_version,
+                actor,
+                via,
+                attached=filled,
+                missing=missing,
+            )
         message = f"{form.xml_form_id} version {_shown(same_version.version)} is already published"
         message += f"; attached missing media: {', '.join(filled)}" if filled else "; nothing changed"
         return Outcome(
@@ -450,7 +472,7 @@ def publish_draft(
     form.current_version = draft
     form.updated_at = utcnow()
     missing = [m.name for m in draft.media if m.blob_sha256 is None]
-    _audit(session, "form.publish", form, draft, actor, via, missing=missing, from_draft=True)
+    _audit(session, "form.update.publish", form, draft, actor, via, missing=missing, from_draft=True)
     message = f"published {form.xml_form_id} version {_shown(draft.version)} ({draft.title or 'no title'})"
     if previous is not None:
         message += f"; version {_shown(previous.version)} still accepts its submissions"
@@ -462,7 +484,7 @@ def discard_draft(writer: Writer, form: Form, actor: User | None) -> None:
     if draft is None:
         raise errors.not_found(f"The form {form.xml_form_id!r} has no draft.")
     _discard(writer.session, draft)
-    _audit(writer.session, "form.draft.discard", form, draft, actor, "api")
+    _audit(writer.session, "form.update.draft.delete", form, draft, actor, "api")
 
 
 def set_state(session: Session, form: Form, state: str, actor: User | None, via: str = "api") -> None:
@@ -473,7 +495,7 @@ def set_state(session: Session, form: Form, state: str, actor: User | None, via:
     form.updated_at = utcnow()
     audit.record(
         session,
-        "form.state",
+        "form.update",
         actor=actor,
         project_id=form.project_id,
         target_type="form",
