@@ -24,10 +24,14 @@ console = Blueprint(
 
 # The page modules attach their routes to ``console`` when imported.
 from server.console import (  # noqa: E402, F401
+    conflicts,
     devices,
+    downloads,
     forms,
     home,
+    hubs,
     i18n,
+    jobs,
     pages,
     submissions,
 )
