@@ -76,7 +76,7 @@ def downloads_page(project_id: int) -> ResponseReturnValue:
         forms=forms,
         formats=EXPORT_FORMATS,
         report_formats=tuple(REPORT_FORMATS),
-        languages=LANGUAGE_CODES,
+        export_languages=LANGUAGE_CODES,
         review_states=REVIEW_STATES,
         recent=recent,
         redacted=not access.raw,
