@@ -54,6 +54,8 @@ def test_resolve_a_conflict_then_download_and_open_exports(
     assert "Taken as a new version" in page.locator("#decision").inner_text()
     _shot(page, "conflict-decided-en")
 
+    page.goto(f"{live_server.url}/hubs")
+    _shot(page, "hubs-en")
     page.goto(f"{live_server.url}/projects/{project_id}/downloads")
     _shot(page, "downloads-en")
     for fmt, name in (("xlsx", "safety.xlsx"), ("csv.zip", "safety.csv.zip")):
