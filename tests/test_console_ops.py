@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from server.ingest import ingest
 from server.models import AuditEvent, Conflict, ConsoleJob, Source, Submission
-from tests.conftest import LiveServer, serve_in_thread
+from tests.conftest import LiveServer, free_port, serve_in_thread
 from tests.console_support import PASSWORD, Browser, add_project, add_user
 from tests.test_console_pages import _email, _publish_safety, _signed_in
 from tests.test_sync_support import Store, form_xml, instance_xml, new_id, sqlite_env
@@ -292,7 +292,11 @@ def test_hub_sync_now_and_central_hub_list(central: tuple[Store, LiveServer], tm
     token = central_store.hub_token("Khorog laptop", c_project)
     for village in ("Ishkoshim", "Vanj", "Darvoz"):
         hub.submit(h_project, instance_xml(new_id(), village))
-    (hub.env.data_dir / "sync.toml").write_text(f'central_url = "{central_live.url}"\ntoken = "{token}"\n')
+    settings_file = hub.env.data_dir / "sync.toml"
+    # First central cannot be reached: the job fails, saying why, and nothing is lost.
+    settings_file.write_text(
+        f'central_url = "http://127.0.0.1:{free_port()}"\ntoken = "{token}"\nretries = 0\n'
+    )
 
     hub_live, stop = serve_in_thread(hub.app)
     try:
@@ -303,6 +307,12 @@ def test_hub_sync_now_and_central_hub_list(central: tuple[Store, LiveServer], tm
         before = browser.get("/hubs")
         assert before.status_code == 200 and "Sync now" in before.text
         assert re.search(r'id="pending">3<', before.text)
+        unreachable = browser.post("/hubs/sync", {}, token_from="/hubs")
+        job_id = wait_for_job(browser, unreachable.headers["Location"])
+        failed = browser.get(f"/jobs/{job_id}")
+        assert "Failed" in failed.text and "Sync failed" in failed.text, failed.text
+        assert "Failed" in browser.get("/hubs").text  # the last sync and its result
+        settings_file.write_text(f'central_url = "{central_live.url}"\ntoken = "{token}"\n')
         forged = browser.http.post(f"{hub_live.url}/hubs/sync", data={}, allow_redirects=False)
         assert forged.status_code in (400, 403)
         started = browser.post("/hubs/sync", {}, token_from="/hubs")

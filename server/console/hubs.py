@@ -24,7 +24,7 @@ from server import db, errors, jobs
 from server.config import settings
 from server.console import console
 from server.console.session import require_signed_in, signed_in_user
-from server.models import Hub, HubProject, ProjectRole, Role, SyncReceipt, SyncUpload, User
+from server.models import ConsoleJob, Hub, HubProject, ProjectRole, Role, SyncReceipt, SyncUpload, User
 from server.sync.holdings import statement
 
 SYNC_FILE = "sync.toml"
@@ -139,12 +139,20 @@ def hubs_page() -> ResponseReturnValue:
         raise errors.forbidden(_("Only administrators and coordinators see hubs."))
     config = hub_config()
     running = jobs.running(db.database(), "sync") if config is not None else None
+    last_job = (
+        db.session().scalar(
+            select(ConsoleJob).where(ConsoleJob.kind == "sync").order_by(ConsoleJob.created_at.desc())
+        )
+        if config is not None
+        else None
+    )
     return render_template(
         "hubs.html",
         central_rows=_central_rows(user),
         config=config,
         local=_hub_status(config) if config is not None else None,
         running=running,
+        last_job=last_job,
     )
 
 
