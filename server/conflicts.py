@@ -150,6 +150,8 @@ def decide(
         raise errors.bad_request(
             f"Unknown decision {decision!r}: use keep-stored, new-version or set-aside.", field="decision"
         ) from None
+    # Two coordinators deciding at once: the second waits for the first, then sees its decision.
+    writer.session.refresh(conflict, with_for_update=True)
     if conflict.resolved_at is not None:
         raise errors.conflict(
             f"This conflict was already decided ({decision_of(conflict)}).", decision=decision_of(conflict)

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 KEEP_FOR = dt.timedelta(hours=24)  # result files are deleted a day after the job started
 STALE_AFTER = dt.timedelta(minutes=10)  # a running job silent this long lost its worker
 REPORT_EVERY = 0.5  # seconds between progress writes
+HEARTBEAT_SECONDS = 60.0  # a running job says it is alive this often, whatever its work does
 ACTIVE = ("queued", "running")
 
 
@@ -104,9 +105,28 @@ def start(
     return job_id
 
 
+def _heartbeat(database: Database, job_id: str, stop: threading.Event) -> None:
+    """Mark the job alive while its work runs, also through a long silent step (an XLSX is written
+    whole before its first byte can be counted)."""
+    while not stop.wait(HEARTBEAT_SECONDS):
+        with database.write() as writer:
+            job = writer.session.get(ConsoleJob, job_id)
+            if job is not None:
+                job.updated_at = utcnow()
+
+
 def _run(app: Flask, database: Database, folder: Path, job_id: str, work: Work) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     _finish(database, job_id, state="running")
+    stop = threading.Event()
+    threading.Thread(target=_heartbeat, args=(database, job_id, stop), daemon=True).start()
+    try:
+        _work(app, database, folder, job_id, work)
+    finally:
+        stop.set()
+
+
+def _work(app: Flask, database: Database, folder: Path, job_id: str, work: Work) -> None:
     try:
         with app.app_context():
             result = work(Progress(database, job_id, folder))
