@@ -175,6 +175,18 @@ def _finish(
             job.finished_at = utcnow()
 
 
+_last_sweep = 0.0
+SWEEP_EVERY = 600.0  # seconds: pages that list jobs sweep at most this often (a sweep is a write)
+
+
+def sweep_now_and_then(database: Database, data_dir: Path) -> None:
+    """Sweep when this process has not for a while, so old files go even when no new job starts."""
+    global _last_sweep
+    if time.monotonic() - _last_sweep >= SWEEP_EVERY:
+        _last_sweep = time.monotonic()
+        sweep(database, data_dir)
+
+
 def sweep(database: Database, data_dir: Path) -> None:
     """Delete old jobs with their files; a running job whose worker went silent is marked failed."""
     now = utcnow()

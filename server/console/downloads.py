@@ -50,6 +50,7 @@ def _checked(name: str) -> bool:
 def downloads_page(project_id: int) -> ResponseReturnValue:
     user = require_signed_in()
     auth.require_project_role(project_id)
+    jobs.sweep_now_and_then(db.database(), config.settings().data_dir)
     session = db.session()
     project = find_project(session, project_id)
     forms = list(
