@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import random
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -55,6 +56,23 @@ def _seed(database, settings, project_id: int, count: int) -> None:  # type: ign
         instance = fill(model, rng=rng)
         with database.write() as w:
             ingest(w, project=project_id, xml_bytes=instance.xml, source=Source.API)
+
+
+def _conflict(database, project_id: int) -> int:  # type: ignore[no-untyped-def]
+    """A kept conflict: the first stored submission sent again with another age."""
+    from sqlalchemy import select
+
+    from server.models import Conflict, SubmissionVersion
+
+    with database.read() as session:
+        xml = session.scalars(select(SubmissionVersion.xml).order_by(SubmissionVersion.id).limit(1)).one()
+    changed = re.sub(r"<age>[^<]*</age>", "<age>99</age>", xml)
+    if changed == xml:
+        changed = xml.replace("</meta>", "</meta><!-- typed again -->")
+    with database.write() as w:
+        ingest(w, project=project_id, xml_bytes=changed.encode("utf-8"), source=Source.API)
+    with database.read() as session:
+        return int(session.scalars(select(Conflict.id).order_by(Conflict.id.desc()).limit(1)).one())
 
 
 def _weigh(browser, url: str, cookies: list[dict]) -> tuple[int, int]:  # type: ignore[no-untyped-def,type-arg]
@@ -108,6 +126,7 @@ def main() -> int:
         add_user(database, "coordinator@example.tj", "admin", project_id)
         add_user(database, "root@example.tj", "admin", None)
         _seed(database, settings, project_id, args.submissions)
+        conflict_id = _conflict(database, project_id)
         live, stop = serve_in_thread(app)
         try:
             with sync_playwright() as p:
@@ -121,6 +140,10 @@ def main() -> int:
                 page.fill("#password", PASSWORD)
                 page.click("button.primary")
                 cookies = context.cookies()
+                page.goto(f"{live.url}/projects/{project_id}/downloads")
+                page.click("form[action$='/downloads/export'] button.primary")
+                page.wait_for_selector("#job-file")  # the job page reloads itself when the export is ready
+                job_page = page.url
                 context.close()
                 listing = f"{live.url}/projects/{project_id}/forms/safety/submissions"
                 weights[f"submissions list (50 of {args.submissions})"] = _weigh(browser, listing, cookies)
@@ -133,6 +156,14 @@ def main() -> int:
                 admin_cookies = _signed_in_cookies(browser, sign_in, "root@example.tj")
                 weights["users and roles"] = _weigh(browser, f"{live.url}/users", admin_cookies)
                 weights["audit log (50 events)"] = _weigh(browser, f"{live.url}/audit", admin_cookies)
+                conflicts = f"{live.url}/projects/{project_id}/conflicts"
+                weights["conflicts list"] = _weigh(browser, conflicts, cookies)
+                weights["one conflict, side by side"] = _weigh(browser, f"{conflicts}/{conflict_id}", cookies)
+                weights["downloads page"] = _weigh(
+                    browser, f"{live.url}/projects/{project_id}/downloads", cookies
+                )
+                weights["job page (export ready)"] = _weigh(browser, job_page, cookies)
+                weights["hubs and sync"] = _weigh(browser, f"{live.url}/hubs", cookies)
                 browser.close()
         finally:
             stop()

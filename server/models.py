@@ -587,6 +587,32 @@ class SyncReceipt(Base):
     )
 
 
+# Console background jobs (issue 11): "Sync now" and large downloads run in a thread of the worker that
+# started them; their state is in the database so that any worker can show the progress page.
+# ---------------------------------------------------------------------------------------------------------
+
+
+class ConsoleJob(Base):
+    """One background job of the console; its result file (if any) sits in DATA_DIR/jobs/{id}/."""
+
+    __tablename__ = "console_job"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random: it appears in URLs
+    kind: Mapped[str] = mapped_column(String(20))  # export, report, sync
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("project.id"))
+    title: Mapped[str] = mapped_column(String(500))
+    state: Mapped[str] = mapped_column(String(10), default="queued")  # queued, running, done, failed
+    done: Mapped[int] = mapped_column(BigInteger, default=0)
+    total: Mapped[int | None] = mapped_column(BigInteger)
+    message: Mapped[str | None] = mapped_column(Text)
+    result_name: Mapped[str | None] = mapped_column(String(255))
+    result_type: Mapped[str | None] = mapped_column(String(120))
+    result_size: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+
+
 __all__ = [
     "AppUser",
     "AuditEvent",
@@ -595,6 +621,7 @@ __all__ = [
     "Comment",
     "Conflict",
     "ConflictAttachment",
+    "ConsoleJob",
     "DigestNonceUse",
     "Entity",
     "EntityList",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,9 @@ from sync_client.client import CentralClient, CentralRefused, ExitCode, SyncErro
 from sync_client.config import SyncConfig
 from sync_client.ledger import Key, Ledger
 from sync_client.sources import HubItem, HubStore, iter_chunks
+
+# (step, done, total): what the console's "Sync now" shows while a push runs.
+ProgressHook = Callable[[str, int, int], None]
 
 GZIP_HEADERS = {"Content-Type": wire.JSON_LINES_GZIP, "Content-Encoding": "gzip"}
 OFFSET_MISMATCH = Code.UPLOAD_OFFSET
@@ -62,9 +65,12 @@ class Session:
     store: HubStore
     ledger: Ledger
     quiet: bool
+    progress: ProgressHook | None = None
 
     @classmethod
-    def open(cls, config: SyncConfig, quiet: bool, store: Any = None) -> Session:
+    def open(
+        cls, config: SyncConfig, quiet: bool, store: Any = None, progress: ProgressHook | None = None
+    ) -> Session:
         config.require("central_url", "token", "hub_data_dir")
         assert config.hub_data_dir is not None
         if store is None:
@@ -73,15 +79,21 @@ class Session:
             except FileNotFoundError as exc:
                 raise SyncError(str(exc), ExitCode.USAGE) from None
         return cls(
-            config, CentralClient(config), store, Ledger(config.ledger_path, config.central_url), quiet
+            config,
+            CentralClient(config),
+            store,
+            Ledger(config.ledger_path, config.central_url),
+            quiet,
+            progress,
         )
 
     def close(self) -> None:
         self.store.close()
         self.ledger.close()
 
-    def bar(self, **kwargs: Any) -> tqdm[Any]:
-        return tqdm(disable=self.quiet or not sys.stderr.isatty(), leave=False, **kwargs)
+    def bar(self, **kwargs: Any) -> Any:
+        bar = tqdm(disable=self.quiet or not sys.stderr.isatty(), leave=False, **kwargs)
+        return _Reported(bar, self.progress, kwargs.get("desc", ""), kwargs.get("total") or 0)
 
     def identify(self) -> dict[str, Any]:
         """Who central says this hub is; refuse a central whose signing key changed since first contact."""
@@ -99,9 +111,32 @@ class Session:
         return info
 
 
-def push(config: SyncConfig, quiet: bool = False, store: Any = None) -> PushReport:
-    """Push the hub's store (or ``store``: a Collect folder) to central."""
-    s = Session.open(config, quiet, store)
+class _Reported:
+    """A progress bar that also tells ``progress`` (a disabled tqdm counts nothing)."""
+
+    def __init__(self, bar: tqdm[Any], progress: ProgressHook | None, step: str, total: int) -> None:
+        self.bar, self.progress, self.step, self.total, self.n = bar, progress, step, total, 0
+
+    def __enter__(self) -> _Reported:
+        if self.progress is not None:
+            self.progress(self.step, 0, self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    def update(self, n: int) -> None:
+        self.bar.update(n)
+        self.n += n
+        if self.progress is not None:
+            self.progress(self.step, self.n, self.total)
+
+
+def push(
+    config: SyncConfig, quiet: bool = False, store: Any = None, progress: ProgressHook | None = None
+) -> PushReport:
+    """Push the hub's store (or ``store``: a Collect folder) to central; ``progress`` hears each step."""
+    s = Session.open(config, quiet, store, progress)
     run_id = 0
     report = PushReport()
     try:
@@ -194,7 +229,7 @@ def _upload_blobs(s: Session, shas: Sequence[str], report: PushReport) -> None:
             report.blob_bytes += sent
 
 
-def upload_blob(s: Session, sha256: str, size: int, bar: tqdm[Any] | None = None) -> int:
+def upload_blob(s: Session, sha256: str, size: int, bar: Any = None) -> int:
     """Upload one blob from where central says it stands; returns the bytes of content sent.
 
     A chunk cut by the link is not sent again from its start: central keeps what arrived, so the

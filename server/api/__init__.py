@@ -10,6 +10,7 @@ from server.api import (  # noqa: E402, F401
     assignments,
     audits,
     compression,
+    conflicts,
     entities,
     entity_lists,
     exports,

@@ -25,10 +25,14 @@ console = Blueprint(
 # The page modules attach their routes to ``console`` when imported.
 from server.console import (  # noqa: E402, F401
     audit_log,
+    conflicts,
     devices,
+    downloads,
     forms,
     home,
+    hubs,
     i18n,
+    jobs,
     pages,
     submissions,
     users,
