@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_console_jobs"
+revision: str = "0008"
 down_revision: str | None = "0007"  # the file 0007_entities.py
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
