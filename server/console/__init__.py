@@ -24,6 +24,7 @@ console = Blueprint(
 
 # The page modules attach their routes to ``console`` when imported.
 from server.console import (  # noqa: E402, F401
+    dashboard,
     devices,
     forms,
     home,

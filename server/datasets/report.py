@@ -343,6 +343,29 @@ def _periods_between(first: str, last: str, unit: str) -> list[str]:
 
 def build_report(session: Session, form: Form, schema: FormSchema, request: ReportRequest) -> Report:
     """Count, lay out and suppress. Streams the submissions; holds only the counts."""
+    return build_reports(session, form, schema, [request])[0]
+
+
+def build_reports(
+    session: Session, form: Form, schema: FormSchema, requests: list[ReportRequest]
+) -> list[Report]:
+    """Several reports of one form from one pass over its submissions (the dashboard draws many tables
+    of a form); they share the first request's filters."""
+    dims = [_dimensions(schema, request) for request in requests]
+    counts: list[Counter[tuple[tuple[str, ...], str]]] = [Counter() for _ in requests]
+    not_counted: Counter[str] = Counter()
+    filters = requests[0].filters if requests else Filters()
+    for record, values in readable_rows(session, form, schema, filters, not_counted):
+        for (row_dims, col_dim), counted in zip(dims, counts, strict=True):
+            row_key = tuple(d.key_of(record, values) for d in row_dims)
+            counted[row_key, col_dim.key_of(record, values) if col_dim else ""] += 1
+    return [
+        _layout(form, schema, request, row_dims, col_dim, counted, dict(not_counted))
+        for request, (row_dims, col_dim), counted in zip(requests, dims, counts, strict=True)
+    ]
+
+
+def _dimensions(schema: FormSchema, request: ReportRequest) -> tuple[list[Dimension], Dimension | None]:
     if not request.rows:
         raise errors.bad_request("Name at least one question to count by (rows).", field="rows")
     row_dims = [parse_dimension(schema, spec, request.lang) for spec in request.rows]
@@ -353,12 +376,7 @@ def build_report(session: Session, form: Form, schema: FormSchema, request: Repo
             "rows (a group with a single listed combination would tell everyone's answer).",
             field="rows",
         )
-    counts: Counter[tuple[tuple[str, ...], str]] = Counter()
-    not_counted: Counter[str] = Counter()
-    for record, values in readable_rows(session, form, schema, request.filters, not_counted):
-        row_key = tuple(d.key_of(record, values) for d in row_dims)
-        counts[row_key, col_dim.key_of(record, values) if col_dim else ""] += 1
-    return _layout(form, schema, request, row_dims, col_dim, counts, dict(not_counted))
+    return row_dims, col_dim
 
 
 def readable_rows(
