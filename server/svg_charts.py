@@ -23,10 +23,11 @@ from typing import Literal
 SVG_NS = "http://www.w3.org/2000/svg"
 HIDDEN = "[c]"
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif"
-WIDTH = 720
-LABEL_CHARS = 34  # longer labels are cut with "…" (the full label is in the bar's <title>)
-CHAR_PX = 6.6  # average width of a 12px character, Latin and Cyrillic alike
+WIDTH = 760
+LABEL_CHARS = 40  # a longer label takes two lines, cut with "…" after that (the full label is in <title>)
+CHAR_PX = 7.0  # average width of a 12px character, Latin and Cyrillic alike
 ROW = 24
+TALL_ROW = 36  # rows whose labels take two lines
 TEXT = "#1f2933"
 MUTED = "#616e7c"
 GRID = "#d9dee3"
@@ -37,7 +38,9 @@ CATEGORICAL = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9",
 # Scales (1 = worst … 5 = best) in a red-to-blue diverging set; the choices off the scale in greys.
 SCALE = ("#b2182b", "#ef8a62", "#d9d9d9", "#67a9cf", "#2166ac")
 OFF_SCALE = ("#8c8c8c", "#bdbdbd", "#f0f0f0")
-LIGHT = {SCALE[2], *OFF_SCALE[1:], CATEGORICAL[4], CATEGORICAL[5], CATEGORICAL[7]}  # they take dark text
+# Ordered categories (low → high severity) from light to dark orange-red.
+ORDINAL = ("#fdae61", "#e4572e", "#a50026")
+LIGHT = {SCALE[2], *OFF_SCALE[1:], CATEGORICAL[4], CATEGORICAL[5], CATEGORICAL[7], ORDINAL[0]}  # dark text
 
 Kind = Literal["bars", "stacked", "daily"]
 
@@ -56,6 +59,7 @@ class Chart:
     values: list[list[int | None]]
     totals: list[int | None]
     scale: bool = False  # series are a 1–5 scale then choices off it (colours as SCALE, OFF_SCALE)
+    ordinal: int = 0  # the first N series are ordered (low → high): coloured as ORDINAL, the rest grey
     notes: list[str] = field(default_factory=list)
     hidden_legend: str = f"{HIDDEN} = hidden"  # the legend's words for hidden counts, in the page's language
 
@@ -113,6 +117,29 @@ def _cut(label: str, chars: int = LABEL_CHARS) -> str:
     return label if len(label) <= chars else label[: chars - 1].rstrip() + "…"
 
 
+def _lines(label: str) -> list[str]:
+    """A label on one line, or on two split at a space (the second cut when still too long)."""
+    if len(label) <= LABEL_CHARS:
+        return [label]
+    split = label.rfind(" ", 0, LABEL_CHARS + 1)
+    split = split if split > LABEL_CHARS // 2 else LABEL_CHARS
+    return [label[:split].rstrip(), _cut(label[split:].strip())]
+
+
+def _row(chart: Chart) -> int:
+    return TALL_ROW if any(len(label) > LABEL_CHARS for label in chart.categories) else ROW
+
+
+def _category(svg: ET.Element, x: float, middle: float, label: str) -> None:
+    """A bar's label, right-aligned before the bar, on one or two lines around ``middle``."""
+    lines = _lines(label)
+    text = _text(svg, x, middle + 4 - 7 * (len(lines) - 1), "", **{"text-anchor": "end"})
+    text.text = None
+    for n, line in enumerate(lines):
+        span = ET.SubElement(text, "tspan", {"x": f"{x:.1f}", "dy": "0" if n == 0 else "14"})
+        span.text = line
+
+
 def _shown(value: int | None) -> str:
     return HIDDEN if value is None else f"{value:,}".replace(",", "\u202f")
 
@@ -122,8 +149,8 @@ def _done(svg: ET.Element) -> str:
 
 
 def _label_width(chart: Chart) -> float:
-    longest = max((len(_cut(label)) for label in chart.categories), default=4)
-    return min(8 + longest * CHAR_PX, WIDTH * 0.42)
+    longest = max((len(line) for label in chart.categories for line in _lines(label)), default=4)
+    return min(16 + longest * CHAR_PX, WIDTH * 0.45)
 
 
 def _nothing(chart: Chart) -> str:
@@ -142,19 +169,20 @@ def _bars(chart: Chart) -> str:
         return _nothing(chart)
     left = _label_width(chart)
     plot = WIDTH - left - 70
-    height = 16 + ROW * len(chart.categories)
+    row = _row(chart)
+    height = 16 + row * len(chart.categories)
     svg = _svg(chart, height)
     top = max((v for v in chart.totals if v is not None), default=0) or 1
     for i, (label, value) in enumerate(zip(chart.categories, chart.totals, strict=True)):
-        y = 8 + i * ROW
-        _text(svg, left - 8, y + 16, _cut(label), **{"text-anchor": "end"})
+        middle = 8 + i * row + row / 2
+        _category(svg, left - 8, middle, label)
         if value is None:
-            _rect(svg, left, y + 4, plot * 0.04, ROW - 8, HIDDEN_FILL, f"{label}: {HIDDEN}")
-            _text(svg, left + plot * 0.04 + 6, y + 16, HIDDEN, fill=MUTED)
+            _rect(svg, left, middle - 8, plot * 0.04, 16, HIDDEN_FILL, f"{label}: {HIDDEN}")
+            _text(svg, left + plot * 0.04 + 6, middle + 4, HIDDEN, fill=MUTED)
             continue
         width = plot * value / top
-        _rect(svg, left, y + 4, width, ROW - 8, BAR, f"{label}: {value}")
-        _text(svg, left + width + 6, y + 16, _shown(value))
+        _rect(svg, left, middle - 8, width, 16, BAR, f"{label}: {value}")
+        _text(svg, left + width + 6, middle + 4, _shown(value))
     ET.SubElement(
         svg,
         "line",
@@ -167,6 +195,8 @@ def _bars(chart: Chart) -> str:
 
 
 def _colours(chart: Chart) -> list[str]:
+    if chart.ordinal:
+        return [*ORDINAL[: chart.ordinal], *OFF_SCALE, *[GRID] * len(chart.series)][: len(chart.series)]
     if chart.scale:
         on_scale = [s for s in chart.series if s[:1].isdigit()]
         scale = SCALE if len(on_scale) == len(SCALE) else CATEGORICAL
@@ -184,13 +214,14 @@ def _stacked(chart: Chart) -> str:
     plot = WIDTH - left - 70
     colours = _colours(chart)
     legend_rows = len(chart.series) + 1
-    bars_height = 8 + ROW * len(chart.categories)
+    row = _row(chart)
+    bars_height = 8 + row * len(chart.categories)
     height = bars_height + 12 + 18 * legend_rows
     svg = _svg(chart, height)
     for i, label in enumerate(chart.categories):
-        y = 8 + i * ROW
+        y = 8 + i * row + (row - ROW) / 2
         total = chart.totals[i]
-        _text(svg, left - 8, y + 16, _cut(label), **{"text-anchor": "end"})
+        _category(svg, left - 8, y + ROW / 2, label)
         if not total:
             _text(svg, left + 4, y + 16, HIDDEN if total is None else "0", fill=MUTED)
             continue
@@ -277,7 +308,8 @@ def _daily(chart: Chart) -> str:
             )
         elif value:
             h = plot_h * value / peak
-            _rect(svg, x + slot * 0.15, top_pad + plot_h - h, slot * 0.7, h, BAR, f"{day}: {value}")
+            bar = min(slot * 0.7, 36)
+            _rect(svg, x + (slot - bar) / 2, top_pad + plot_h - h, bar, h, BAR, f"{day}: {value}")
             if value == peak or n <= 31:
                 _text(
                     svg,

@@ -120,7 +120,7 @@ def _label(key: str, label: str) -> str:
     return {MISSING: _("No answer"), OTHER: _("Other answer")}.get(key, label)
 
 
-def _stacked(key: str, title: str, description: str, report: Report, *, scale: bool = False) -> Chart:
+def _stacked(key: str, title: str, description: str, report: Report, *, ordered: bool = False) -> Chart:
     """A cross-table report as stacked bars: its rows are bars, its columns the segments."""
     rows = [
         r
@@ -136,7 +136,8 @@ def _stacked(key: str, title: str, description: str, report: Report, *, scale: b
         series=[_label(label, label) for label in report.col_labels],
         values=[[_cell(report, r, c) for c in range(len(report.col_labels))] for r in rows],
         totals=[_cell(report, r, len(report.col_labels)) for r in rows],
-        scale=scale,
+        # Ordered columns (severity): the form's choices go light to dark, "no answer" and others grey.
+        ordinal=sum(label not in (MISSING, OTHER) for label in report.col_labels) if ordered else 0,
     )
 
 
@@ -242,11 +243,13 @@ def _safety(board: Board) -> list[Chart]:
     by_region, by_district, by_category = reports
     return [
         _stacked("safety-region", _("Safety concerns by region and severity"),
-                 _("Safety concerns reported in each region, split by how serious they are."), by_region),
+                 _("Safety concerns reported in each region, split by how serious they are."), by_region,
+                 ordered=True),
         _bars("safety-district", _("Safety concerns by district"),
               _("Safety concerns reported in each district (those with none left out)."), by_district),
         _stacked("safety-category", _("Safety concerns by category and severity"),
-                 _("Safety concerns of each kind, split by how serious they are."), by_category),
+                 _("Safety concerns of each kind, split by how serious they are."), by_category,
+                 ordered=True),
     ]  # fmt: skip
 
 
