@@ -1,10 +1,12 @@
-"""Page weight of the console: bytes transferred (compressed, cold cache) for the sign-in page and the
-submissions list, in Debian's Chromium, against the targets (100 KB each; no page over 300 KB).
+"""Page weight of the console: bytes transferred (compressed, cold cache) for the sign-in page, the
+submissions list, the project page and the dashboard, in Debian's Chromium, against the targets (100 KB
+for the first two; no page over 300 KB).
 
     .venv/bin/python bench/page_weight.py [--submissions 300] [--lang tg]
 
 Starts a server on a fresh SQLite store in a temporary folder, publishes a three-language survey,
-stores N submissions through the one ingest path, signs in, and loads each page in a new browser
+stores N submissions through the one ingest path (and N of each mission form, so that every chart of the
+dashboard has data), signs in, and loads each page in a new browser
 context (an empty cache) while counting every response's encoded body and headers as Chromium reports
 them (``Network.loadingFinished``'s encodedDataLength: what crossed the wire). Needs Chromium at
 /usr/bin/chromium (``scripts/setup-browser``) and the dev extra (Playwright).
@@ -55,6 +57,22 @@ def _seed(database, settings, project_id: int, count: int) -> None:  # type: ign
             ingest(w, project=project_id, xml_bytes=instance.xml, source=Source.API)
 
 
+def _seed_mission(database, settings, project_id: int, count: int) -> None:  # type: ignore[no-untyped-def]
+    media = {p.name: p.read_bytes() for p in (ROOT / "forms").glob("*.csv")}
+    rng = random.Random(2)
+    for name in ("safety_concerns", "youth_consultation", "focus_group"):
+        path = ROOT / "forms" / f"{name}.xlsx"
+        source = source_from_xlsform(path.read_bytes(), settings, filename=path.name)
+        wanted = {n: d for n, d in media.items() if n in set(source.info.media_names)}
+        with database.write() as w:
+            publish(w, w.session.get(Project, project_id), source, wanted)
+        model = read_form(source.xml.encode("utf-8"), wanted)
+        for _ in range(count):
+            instance = fill(model, rng=rng)
+            with database.write() as w:
+                ingest(w, project=project_id, xml_bytes=instance.xml, source=Source.API)
+
+
 def _weigh(browser, url: str, cookies: list[dict]) -> tuple[int, int]:  # type: ignore[no-untyped-def,type-arg]
     """(bytes on the wire, number of responses) for one page load with an empty cache."""
     context = browser.new_context(locale="tg-TJ")
@@ -92,6 +110,7 @@ def main() -> int:
         project_id = add_project(database, "Khorog")
         add_user(database, "coordinator@example.tj", "admin", project_id)
         _seed(database, settings, project_id, args.submissions)
+        _seed_mission(database, settings, project_id, args.submissions)
         live, stop = serve_in_thread(app)
         try:
             with sync_playwright() as p:
@@ -109,6 +128,8 @@ def main() -> int:
                 listing = f"{live.url}/projects/{project_id}/forms/safety/submissions"
                 weights[f"submissions list (50 of {args.submissions})"] = _weigh(browser, listing, cookies)
                 weights["project page"] = _weigh(browser, f"{live.url}/projects/{project_id}", cookies)
+                dashboard = f"{live.url}/projects/{project_id}/dashboard"
+                weights[f"dashboard (4 forms, {args.submissions} each)"] = _weigh(browser, dashboard, cookies)
                 browser.close()
         finally:
             stop()
