@@ -267,7 +267,7 @@ def _stacked(chart: Chart) -> str:
             },
         )
         shown = chart.hidden_legend if name == HIDDEN else name
-        _text(svg, left + 18, y + j * 18 + 10, _cut(shown, 80))
+        _text(svg, left + 18, y + j * 18 + 10, _cut(shown, int((WIDTH - left - 24) / CHAR_PX)))
     return _done(svg)
 
 

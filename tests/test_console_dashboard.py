@@ -226,4 +226,10 @@ def test_dashboard_in_a_browser(board: dict[str, Any], chromium: Any) -> None:  
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shot = page.screenshot(path=str(SCREENSHOTS / "dashboard-en.png"), full_page=True)
     assert _colours(shot) > MIN_COLOURS
+    page.click("form.langs button[value=tg]")
+    page.wait_for_load_state()
+    assert page.locator("h1").inner_text().startswith("Панели нишондиҳандаҳо")
+    page.locator("#chart-safety-category").evaluate("element => element.scrollIntoView()")
+    shot = page.screenshot(path=str(SCREENSHOTS / "dashboard-tg.png"))  # one screen, for the README
+    assert _colours(shot) > MIN_COLOURS
     context.close()
