@@ -19,6 +19,7 @@ import logging
 import random
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,8 +74,8 @@ def _seed_mission(database, settings, project_id: int, count: int) -> None:  # t
                 ingest(w, project=project_id, xml_bytes=instance.xml, source=Source.API)
 
 
-def _weigh(browser, url: str, cookies: list[dict]) -> tuple[int, int]:  # type: ignore[no-untyped-def,type-arg]
-    """(bytes on the wire, number of responses) for one page load with an empty cache."""
+def _weigh(browser, url: str, cookies: list[dict]) -> tuple[int, int, float]:  # type: ignore[no-untyped-def,type-arg]
+    """(bytes on the wire, number of responses, seconds to load) for one page load with an empty cache."""
     context = browser.new_context(locale="tg-TJ")
     if cookies:
         context.add_cookies(cookies)
@@ -84,9 +85,12 @@ def _weigh(browser, url: str, cookies: list[dict]) -> tuple[int, int]:  # type: 
     cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
     sizes: dict[str, float] = {}
     cdp.on("Network.loadingFinished", lambda e: sizes.__setitem__(e["requestId"], e["encodedDataLength"]))
-    page.goto(url, wait_until="networkidle")
+    started = time.perf_counter()
+    page.goto(url, wait_until="load")
+    elapsed = time.perf_counter() - started
+    page.wait_for_load_state("networkidle")
     context.close()
-    return int(sum(sizes.values())), len(sizes)
+    return int(sum(sizes.values())), len(sizes), elapsed
 
 
 def main() -> int:
@@ -134,12 +138,15 @@ def main() -> int:
         finally:
             stop()
     failed = False
-    for name, (size, responses) in weights.items():
+    for name, (size, responses, seconds) in weights.items():
         limit = TARGET_BYTES if name.startswith(("sign-in", "submissions")) else CEILING_BYTES
         verdict = "ok" if size <= limit else "OVER"
         failed |= size > limit
         kb = size / 1024
-        print(f"{name:40} {kb:7.1f} KB in {responses} responses  (target {limit // 1024} KB: {verdict})")
+        print(
+            f"{name:40} {kb:7.1f} KB in {responses} responses, loaded in {seconds:.2f} s"
+            f"  (target {limit // 1024} KB: {verdict})"
+        )
     return 1 if failed else 0
 
 

@@ -55,6 +55,12 @@ PARTICIPANTS = {
 MAX_DAYS = 92  # the daily chart draws the last 92 days of the range; its CSV has every day
 
 
+Spec = tuple[tuple[str, ...], str | None]  # a report's rows and columns
+SAFETY_SPECS: list[Spec] = [(("region",), "severity"), (("district",), None), (("category",), "severity")]
+YOUTH_SPECS: list[Spec] = [((item,), None) for item in (*TRUST_ITEMS, *SAFE_ITEMS)]
+DAILY: Spec = (("period:day",), None)
+
+
 @dataclass
 class Board:
     """One request's dashboard: whose it is, which submissions, and the project's published forms."""
@@ -66,23 +72,43 @@ class Board:
     min_cell: int
     filters: Filters
     forms: dict[str, tuple[Form, FormSchema]] = field(default_factory=dict)
+    planned: dict[str, list[Spec]] = field(default_factory=dict)
+    done: dict[tuple[str, Spec], Report] = field(default_factory=dict)
 
     def request(self, rows: tuple[str, ...], cols: str | None = None) -> ReportRequest:
         return ReportRequest(rows, cols, self.lang, self.filters, self.min_cell, self.suppress)
 
-    def reports(
-        self, xml_form_id: str, specs: list[tuple[tuple[str, ...], str | None]]
-    ) -> list[Report] | None:
-        """The reports of one mission form (one pass over its submissions), or None when the project
-        has no such form or the form lacks one of the questions."""
+    def reports(self, xml_form_id: str, specs: list[Spec]) -> list[Report] | None:
+        """The reports of one form, or None when the project has no such form or the form lacks one of
+        the questions. Counted in one pass over the form's submissions with whatever else was planned
+        for it (:meth:`plan`)."""
         if xml_form_id not in self.forms:
             return None
         form, schema = self.forms[xml_form_id]
-        names = {f.name for f in schema.fields}
-        wanted = {spec.split(":")[0] for rows, cols in specs for spec in (*rows, *([cols] if cols else []))}
-        if not wanted <= names | {"period"}:
+        names = {f.name for f in schema.fields} | {"period"}
+        if not all(_questions(spec) <= names for spec in specs):
             return None
-        return build_reports(self.session, form, schema, [self.request(rows, cols) for rows, cols in specs])
+        todo = [
+            spec
+            for spec in {*self.planned.pop(xml_form_id, []), *specs}
+            if (xml_form_id, spec) not in self.done
+        ]
+        todo = [spec for spec in todo if _questions(spec) <= names]
+        if todo:
+            counted = build_reports(self.session, form, schema, [self.request(*spec) for spec in todo])
+            self.done.update(
+                {(xml_form_id, spec): report for spec, report in zip(todo, counted, strict=True)}
+            )
+        return [self.done[xml_form_id, spec] for spec in specs]
+
+    def plan(self, xml_form_id: str, specs: list[Spec]) -> None:
+        """Reports to count in the same pass as the first :meth:`reports` call for this form."""
+        self.planned.setdefault(xml_form_id, []).extend(specs)
+
+
+def _questions(spec: Spec) -> set[str]:
+    rows, cols = spec
+    return {part.split(":")[0] for part in (*rows, *([cols] if cols else []))}
 
 
 def _board(project_id: int) -> Board:
@@ -191,7 +217,7 @@ def _submissions(board: Board) -> tuple[Chart, Chart]:
     """Submissions per day (all forms) and per form, from one day × form table suppressed as a whole."""
     titles, per_form = [], []
     for _form, schema in board.forms.values():
-        report = board.reports(schema.xml_form_id, [(("period:day",), None)])
+        report = board.reports(schema.xml_form_id, [DAILY])
         assert report is not None
         titles.append(schema.xml_form_id)
         per_form.append({labels[0]: report[0].grid[r][0] for r, labels in enumerate(report[0].row_labels)})
@@ -235,9 +261,7 @@ def _form_title(board: Board, xml_form_id: str) -> str:
 
 
 def _safety(board: Board) -> list[Chart]:
-    reports = board.reports(
-        SAFETY, [(("region",), "severity"), (("district",), None), (("category",), "severity")]
-    )
+    reports = board.reports(SAFETY, SAFETY_SPECS)
     if reports is None:
         return []
     by_region, by_district, by_category = reports
@@ -254,8 +278,7 @@ def _safety(board: Board) -> list[Chart]:
 
 
 def _youth(board: Board) -> list[Chart]:
-    items = [((item,), None) for item in (*TRUST_ITEMS, *SAFE_ITEMS)]
-    reports = board.reports(YOUTH, items)
+    reports = board.reports(YOUTH, YOUTH_SPECS)
     if reports is None:
         return []
     trust, safe = reports[: len(TRUST_ITEMS)], reports[len(TRUST_ITEMS) :]
@@ -297,6 +320,8 @@ def _groups(board: Board) -> list[Chart]:
 
 
 def all_charts(board: Board) -> list[Chart]:
+    board.plan(SAFETY, SAFETY_SPECS)  # counted with the daily table: one pass over each form
+    board.plan(YOUTH, YOUTH_SPECS)
     daily, forms = _submissions(board)
     if len(daily.categories) > MAX_DAYS:
         daily.categories, daily.values, daily.totals = (
