@@ -404,3 +404,13 @@ def test_report_on_a_sensitive_question_hides_groups_with_one_answer(store: dict
     refused = requests.get(url, params={"rows": "region,harmed"}, headers=store["analyst"].headers,
                            timeout=30)  # fmt: skip
     assert refused.status_code == 400 and "sensitive" in refused.json()["message"]
+
+
+def test_cli_report_applies_the_group_rule_and_says_so(store: dict[str, Any], run_cli: RunCli,
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    out = tmp_path / "harmed.csv"
+    run_cli(store["env"], "report", "donor", "--project", "Donors", "--rows", "sex", "--cols", "harmed",
+            "-o", str(out))  # fmt: skip
+    text = out.read_text(encoding="utf-8")
+    assert _table(text) == ["Sex,Yes,No,Total", "Female,[c],[c],10", "Male,[c],[c],17", "Total,[c],[c],27"]
+    assert "Group disclosure" in "\n".join(_notes(text))
