@@ -173,8 +173,9 @@ def _cell(report: Report, r: int, c: int) -> int | None:
 
 
 def _bars(key: str, title: str, description: str, report: Report) -> Chart:
-    """A one-column report as bars, leaving out the categories nobody chose (a long list of districts)."""
-    rows = [r for r in range(len(report.row_labels)) if report.grid[r][0]]
+    """A one-column report as bars, leaving out the categories nobody chose (a long list of districts);
+    a hidden count is always drawn (as [c]), even a hidden zero, or leaving it out would tell it."""
+    rows = [r for r in range(len(report.row_labels)) if report.grid[r][0] or (r, 0) in report.hidden]
     return Chart(
         key=key,
         title=title,
