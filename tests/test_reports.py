@@ -7,6 +7,7 @@ shown ones. The command and the endpoint run against a real store filled through
 
 from __future__ import annotations
 
+import csv
 import io
 import random
 from collections.abc import Iterator, Sequence
@@ -19,7 +20,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from server.datasets.suppression import suppress_column, suppress_grid
+from server.datasets.suppression import suppress_column, suppress_grid, whole_group_lines
 from server.models import AuditEvent
 from tests.conftest import AppEnv, RunCli
 from tests.datasets_fixtures import make_app_user, make_project, publish_form, submit, web_user
@@ -359,3 +360,57 @@ def test_reports_are_in_the_audit_log(store: dict[str, Any]) -> None:
         assert last.details["rows"] == ["region"] and last.details["cols"] == "sex"
         assert last.details["min_cell"] == 7 and last.details["via"] == "api"
         assert last.details["filters"]["since"].startswith("2020-01-01")
+
+
+# ------------------------------------------------------------------------------ group disclosure
+
+
+def test_a_group_whose_whole_count_is_one_sensitive_answer_is_hidden_with_its_zeros() -> None:
+    # Rows are districts, columns the answers of a sensitive question: every one of the 6 in the first
+    # district said "yes". No count is small, so only the group rule hides anything.
+    grid = _with_totals([[6, 0, 0], [7, 9, 8], [12, 6, 10]])
+    assert suppress_grid(grid, K) == set()
+    groups = whole_group_lines(grid, [0, 1, 2], rows=True)
+    assert groups == {(0, 0), (0, 1), (0, 2)}
+    hidden = suppress_grid(grid, K, groups)
+    _assert_safe(grid, hidden)
+    assert groups <= hidden and (0, 3) not in hidden  # the group's size stays shown
+
+
+def test_group_rule_leaves_the_missing_column_out_and_spares_mixed_groups() -> None:
+    # Columns: yes, no, (missing). Row 0: 6 yes and 2 who did not answer: still everyone who answered.
+    grid = _with_totals([[6, 0, 2], [5, 7, 0]])
+    assert whole_group_lines(grid, [0, 1], rows=True) == {(0, 0), (0, 1)}
+    by_columns = _with_totals([[6, 5], [0, 7]])  # the groups are columns: the first is all "yes"
+    assert whole_group_lines(by_columns, [0, 1], rows=False) == {(0, 0), (1, 0)}
+
+
+def test_report_on_a_sensitive_question_hides_groups_with_one_answer(store: dict[str, Any]) -> None:
+    # Everyone answered "no" to the sensitive question "harmed": without the rule the table would read
+    # Sughd,0,13,13 and tell every person in Sughd's answer.
+    url = f"{store['live'].url}/v1/projects/{store['project']}/forms/donor/report.csv"
+    reply = requests.get(url, params={"rows": "region", "cols": "harmed"}, headers=store["analyst"].headers,
+                         timeout=30)  # fmt: skip
+    assert reply.status_code == 200
+    rows = list(csv.reader(_table(reply.text)))
+    assert rows[0] == ["Region", "Yes", "No", "Total"]
+    for row in rows[1:]:
+        assert row[1] == row[2] == "[c]", row
+    assert rows[1][3] == "13" and rows[-1][3] == "27"  # group sizes stay shown
+    notes = "\n".join(_notes(reply.text))
+    assert "Group disclosure" in notes and "where one answer holds a whole group" in notes
+    alone = requests.get(url, params={"rows": "harmed"}, headers=store["analyst"].headers, timeout=30)
+    assert _table(alone.text) == ["Harmed,Count", "Yes,[c]", "No,[c]", "Total,27"]
+    refused = requests.get(url, params={"rows": "region,harmed"}, headers=store["analyst"].headers,
+                           timeout=30)  # fmt: skip
+    assert refused.status_code == 400 and "sensitive" in refused.json()["message"]
+
+
+def test_cli_report_applies_the_group_rule_and_says_so(store: dict[str, Any], run_cli: RunCli,
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    out = tmp_path / "harmed.csv"
+    run_cli(store["env"], "report", "donor", "--project", "Donors", "--rows", "sex", "--cols", "harmed",
+            "-o", str(out))  # fmt: skip
+    text = out.read_text(encoding="utf-8")
+    assert _table(text) == ["Sex,Yes,No,Total", "Female,[c],[c],10", "Male,[c],[c],17", "Total,[c],[c],27"]
+    assert "Group disclosure" in "\n".join(_notes(text))

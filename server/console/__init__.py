@@ -26,6 +26,7 @@ console = Blueprint(
 from server.console import (  # noqa: E402, F401
     audit_log,
     conflicts,
+    dashboard,
     devices,
     downloads,
     forms,

@@ -8,7 +8,11 @@ worked out from the totals (:mod:`server.datasets.suppression`). Hidden counts p
 A dimension is:
 - a select_one question (also from a file), counted by its choices, labelled in the report's language;
 - an integer question with bands: ``age:0-17,18-24,25-`` (``25-`` is open-ended and shows as ``25+``);
-- ``period:month|quarter|year`` (when the server received the submission) or ``DATE_QUESTION:month`` etc.
+- ``period:day|month|quarter|year`` (when the server received the submission) or ``DATE_QUESTION:month``.
+
+A question tagged ``sensitive`` may be the columns, or the only row dimension, never one of several row
+dimensions (only the combinations that occur are listed, so a group's single row would tell its answer).
+Its lines are protected against group disclosure (:mod:`server.datasets.suppression`, step 3).
 
 Free text, select_multiple (one submission would count in several columns and totals would not add up),
 locations, files, questions inside repeats and questions tagged ``personal`` cannot be dimensions.
@@ -33,7 +37,7 @@ from server.datasets import Filters, SubmissionRecord, iter_submissions
 from server.datasets.clean import normalise
 from server.datasets.reader import UnreadableXml, read
 from server.datasets.schema import Field, FormSchema
-from server.datasets.suppression import suppress_column, suppress_grid
+from server.datasets.suppression import suppress_column, suppress_grid, whole_group_lines
 from server.models import AppUser, Form, User
 
 AUDIT_ACTION = "form.submission.report"
@@ -41,7 +45,7 @@ CONFIDENTIAL = "[c]"
 MISSING = "(missing)"
 OTHER = "(other)"
 TOTAL = "Total"
-PERIODS = ("month", "quarter", "year")
+PERIODS = ("day", "month", "quarter", "year")
 _BAND = re.compile(r"^\s*(\d+)\s*-\s*(\d*)\s*$")
 _SPEC = re.compile(r"^\s*((?:/[A-Za-z_][\w.-]*)+|[A-Za-z_][\w.-]*)\s*(?::\s*(.*))?$")  # name or /path
 
@@ -54,6 +58,7 @@ class Dimension:
     categories: list[tuple[str, str]]  # (key, label), in display order
     key_of: Callable[[SubmissionRecord, dict[str, str]], str]
     fill_gaps: Callable[[set[str]], list[tuple[str, str]]] | None = None  # periods: keys between seen ones
+    sensitive: bool = False  # from a question tagged sensitive: its lines are protected as groups
 
     def ordered(self, seen: set[str]) -> list[tuple[str, str]]:
         """Categories to show: the known ones in order, then any seen value the form does not list."""
@@ -71,6 +76,9 @@ class ReportRequest:
     lang: str | None
     filters: Filters
     min_cell: int
+    # False only for a view whose reader may see the submissions themselves (the console's dashboard
+    # for coordinators): every count is shown. Donor reports always suppress.
+    suppress: bool = True
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -95,13 +103,20 @@ class Report:
     col_labels: list[str]  # without "Total"; [] when there is no column dimension
     grid: list[list[int]]  # counts: one row per row label plus the total row; the total column last
     hidden: set[tuple[int, int]]
+    group_hidden: set[tuple[int, int]] = field(default_factory=set)  # hidden for group disclosure
+    sensitive: bool = False  # a dimension is a question tagged sensitive
     not_counted: dict[str, int] = field(default_factory=dict)
     generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @property
     def primary(self) -> int:
         """How many counts were hidden for being below k (the rest of ``hidden`` protects them)."""
-        return sum(0 < value < self.request.min_cell for line in self.grid for value in line)
+        return sum(
+            0 < value < self.request.min_cell
+            for r, line in enumerate(self.grid)
+            for c, value in enumerate(line)
+            if (r, c) in self.hidden
+        )
 
     def cell(self, r: int, c: int) -> int | str:
         return CONFIDENTIAL if (r, c) in self.hidden else self.grid[r][c]
@@ -119,7 +134,11 @@ class Report:
     def notes(self) -> list[str]:
         request = self.request
         k = request.min_cell
-        secondary = len(self.hidden) - self.primary
+        group = len(self.group_hidden - {cell for cell in self.hidden if 0 < self.grid[cell[0]][cell[1]] < k})
+        secondary = len(self.hidden) - self.primary - group
+        reasons = f"{self.primary} below {k}; " + (
+            f"{group} where one answer holds a whole group; " if group else ""
+        )
         notes = [
             f"Sarhad donor report of form {self.form_id} (versions {' / '.join(self.versions)}).",
             "Counts of submissions; each submission is counted once.",
@@ -127,10 +146,19 @@ class Report:
             + (f" Columns: {self.col_header}." if self.col_header else ""),
             f"{CONFIDENTIAL} = confidential: hidden because the count is between 1 and {k - 1} or "
             "because it could otherwise be worked out from the totals and the other counts. Zeros are shown.",
-            f"Counts hidden: {len(self.hidden)} ({self.primary} below {k}; {secondary} to protect them).",
+            f"Counts hidden: {len(self.hidden)} ({reasons}{secondary} to protect them).",
             "Left out: rejected and deleted submissions; test submissions; older versions of edited ones.",
             f"Received: {_period_text(request.filters)}.",
         ]
+        if self.sensitive:
+            notes.append(
+                "Group disclosure: a question tagged sensitive is counted here. Where one of its answers "
+                "holds the whole count of a group (a row or column with every non-missing answer the same "
+                "and the total line too) all of that group's answers are hidden [c] with their zeros and "
+                "enough other counts that none can be worked out. The group's total stays shown."
+            )
+        if not request.suppress:
+            notes[3:5] = ["Every count is shown: this table is for the project's own staff only."]
         for reason, count in sorted(self.not_counted.items()):
             notes.append(f"Not counted: {count} {reason}.")
         notes.append(f"Generated: {self.generated_at.isoformat(timespec='seconds').replace('+00:00', 'Z')}.")
@@ -223,7 +251,7 @@ def _choice_dimension(f: Field, lang: str | None) -> Dimension:
         value = _value(f, values)
         return MISSING if value is None else value if value in known or not known else OTHER
 
-    return Dimension(f.label(lang) or f.name, categories, key_of)
+    return Dimension(f.label(lang) or f.name, categories, key_of, sensitive=f.sensitivity == "sensitive")
 
 
 def _band_dimension(f: Field, text: str, lang: str | None) -> Dimension:
@@ -251,7 +279,8 @@ def _band_dimension(f: Field, text: str, lang: str | None) -> Dimension:
                 return label
         return OTHER
 
-    return Dimension(f.label(lang) or f.name, [(label, label) for label in labels], key_of)
+    categories = [(label, label) for label in labels]
+    return Dimension(f.label(lang) or f.name, categories, key_of, sensitive=f.sensitivity == "sensitive")
 
 
 def _period_dimension(f: Field | None, unit: str, lang: str | None) -> Dimension:
@@ -278,6 +307,8 @@ def _period_dimension(f: Field | None, unit: str, lang: str | None) -> Dimension
 
 
 def _period_key(day: dt.date, unit: str) -> str:
+    if unit == "day":
+        return day.isoformat()
     if unit == "year":
         return f"{day.year}"
     if unit == "quarter":
@@ -287,6 +318,10 @@ def _period_key(day: dt.date, unit: str) -> str:
 
 def _periods_between(first: str, last: str, unit: str) -> list[str]:
     """Every period from ``first`` to ``last`` (keys of ``_period_key``), so that empty ones show as 0."""
+    if unit == "day":
+        start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+        days = min((end - start).days, 10_000)
+        return [(start + dt.timedelta(days=n)).isoformat() for n in range(days + 1)]
     year, rest = int(first[:4]), first[5:]
     step = {"year": 1, "quarter": 3, "month": 1}[unit]
     month = 1 if unit == "year" else (int(rest[1:]) - 1) * 3 + 1 if unit == "quarter" else int(rest)
@@ -308,13 +343,49 @@ def _periods_between(first: str, last: str, unit: str) -> list[str]:
 
 def build_report(session: Session, form: Form, schema: FormSchema, request: ReportRequest) -> Report:
     """Count, lay out and suppress. Streams the submissions; holds only the counts."""
+    return build_reports(session, form, schema, [request])[0]
+
+
+def build_reports(
+    session: Session, form: Form, schema: FormSchema, requests: list[ReportRequest]
+) -> list[Report]:
+    """Several reports of one form from one pass over its submissions (the dashboard draws many tables
+    of a form); they share the first request's filters."""
+    dims = [_dimensions(schema, request) for request in requests]
+    counts: list[Counter[tuple[tuple[str, ...], str]]] = [Counter() for _ in requests]
+    not_counted: Counter[str] = Counter()
+    filters = requests[0].filters if requests else Filters()
+    for record, values in readable_rows(session, form, schema, filters, not_counted):
+        for (row_dims, col_dim), counted in zip(dims, counts, strict=True):
+            row_key = tuple(d.key_of(record, values) for d in row_dims)
+            counted[row_key, col_dim.key_of(record, values) if col_dim else ""] += 1
+    return [
+        _layout(form, schema, request, row_dims, col_dim, counted, dict(not_counted))
+        for request, (row_dims, col_dim), counted in zip(requests, dims, counts, strict=True)
+    ]
+
+
+def _dimensions(schema: FormSchema, request: ReportRequest) -> tuple[list[Dimension], Dimension | None]:
     if not request.rows:
         raise errors.bad_request("Name at least one question to count by (rows).", field="rows")
     row_dims = [parse_dimension(schema, spec, request.lang) for spec in request.rows]
     col_dim = parse_dimension(schema, request.cols, request.lang) if request.cols else None
-    counts: Counter[tuple[tuple[str, ...], str]] = Counter()
-    not_counted: Counter[str] = Counter()
-    for record in iter_submissions(session, form, request.filters):
+    if len(row_dims) > 1 and any(d.sensitive for d in row_dims):
+        raise errors.bad_request(
+            "A question tagged sensitive can be the columns or the only row dimension, not one of several "
+            "rows (a group with a single listed combination would tell everyone's answer).",
+            field="rows",
+        )
+    return row_dims, col_dim
+
+
+def readable_rows(
+    session: Session, form: Form, schema: FormSchema, filters: Filters, not_counted: Counter[str]
+) -> Iterator[tuple[SubmissionRecord, dict[str, str]]]:
+    """Each counted submission with its root row's values, through the one reader; what cannot be read
+    is tallied in ``not_counted`` by reason. Every aggregate (reports, the console's dashboard) counts
+    from here."""
+    for record in iter_submissions(session, form, filters):
         if record.encrypted:
             not_counted["encrypted submissions (their answers cannot be read)"] += 1
             continue
@@ -323,9 +394,24 @@ def build_report(session: Session, form: Form, schema: FormSchema, request: Repo
         except UnreadableXml:
             not_counted["submissions whose XML cannot be read"] += 1
             continue
-        row_key = tuple(d.key_of(record, values) for d in row_dims)
-        counts[row_key, col_dim.key_of(record, values) if col_dim else ""] += 1
-    return _layout(form, schema, request, row_dims, col_dim, counts, dict(not_counted))
+        yield record, values
+
+
+def sum_numbers(
+    session: Session, form: Form, schema: FormSchema, filters: Filters, names: list[str]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The sums of integer questions over the counted submissions (people counted in a group, e.g. a
+    focus group's participants by sex and age), cleaned as every export is; and what was not counted.
+    A value that is not a whole number >= 0 is left out (the cleaning pipeline flags it)."""
+    fields = [_find_field(schema, name) for name in names]
+    sums = dict.fromkeys(names, 0)
+    not_counted: Counter[str] = Counter()
+    for _record, values in readable_rows(session, form, schema, filters, not_counted):
+        for name, f in zip(names, fields, strict=True):
+            value = _value(f, values)
+            if value is not None and value.isdigit():
+                sums[name] += int(value)
+    return sums, dict(not_counted)
 
 
 def _layout(
@@ -354,10 +440,14 @@ def _layout(
     grid.append(totals)
     if col_dim:
         grid = [[*line, sum(line)] for line in grid]
-        hidden = suppress_grid(grid, request.min_cell)
+    groups = _whole_groups(grid, row_keys, cols, row_dims, col_dim) if request.suppress else set()
+    if not request.suppress:
+        hidden: set[tuple[int, int]] = set()
+    elif col_dim:
+        hidden = suppress_grid(grid, request.min_cell, groups)
     else:
         rows_hidden, total_hidden = suppress_column(
-            [line[0] for line in grid[:-1]], totals[0], request.min_cell
+            [line[0] for line in grid[:-1]], totals[0], request.min_cell, {r for r, _ in groups}
         )
         hidden = {(r, 0) for r in rows_hidden} | ({(len(grid) - 1, 0)} if total_hidden else set())
     return Report(
@@ -370,8 +460,28 @@ def _layout(
         col_labels=[label for _, label in cols] if col_dim else [],
         grid=grid,
         hidden=hidden,
+        group_hidden=groups,
+        sensitive=any(d.sensitive for d in [*row_dims, *([col_dim] if col_dim else [])]),
         not_counted=not_counted,
     )
+
+
+def _whole_groups(
+    grid: list[list[int]],
+    row_keys: list[tuple[str, ...]],
+    cols: list[tuple[str, str]],
+    row_dims: list[Dimension],
+    col_dim: Dimension | None,
+) -> set[tuple[int, int]]:
+    """The cells to hide for group disclosure (:mod:`server.datasets.suppression`, step 3)."""
+    cells: set[tuple[int, int]] = set()
+    if col_dim is not None and col_dim.sensitive:
+        categories = [c for c, (key, _) in enumerate(cols) if key != MISSING]
+        cells |= whole_group_lines(grid, categories, rows=True)
+    if len(row_dims) == 1 and row_dims[0].sensitive:
+        categories = [r for r, keys in enumerate(row_keys) if keys[0] != MISSING]
+        cells |= whole_group_lines(grid, categories, rows=False)  # each column is a group
+    return cells
 
 
 def record_report(

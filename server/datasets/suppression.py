@@ -15,6 +15,18 @@ the grand total), or, with no column dimension, one column of counts and its gra
    hides exactly one number, hide another of that line; while a bridge remains, hide a number that closes
    a cycle through it. Complements are chosen as the smallest non-zero numbers (least information lost;
    and a hidden zero next to a hidden small count could pin it down once counts are known to be >= 0).
+3. **Group disclosure** (dimensions from questions tagged ``sensitive``): a *group* is a line of the
+   table across the categories of a sensitive dimension (a row when the columns are sensitive, a column
+   when the rows are; the total line too: it is the group of everyone counted). When one category holds
+   the group's whole non-missing count (all 6 surveyed in a district reported abuse), the line tells the
+   answer of everyone known to be in the group, however large the count. Then every category cell of
+   that line is hidden — the full one *and* its zeros, since shown zeros beside one hidden count give it
+   away — and the line's total and its "(missing)" cell stay shown: the reader learns how many are in
+   the group, not how they answered. These cells then go through step 2 like small ones, so none of
+   them can be worked out from the other lines' totals. Hiding was chosen over merging groups into
+   larger ones because it keeps every table's layout the same whatever the data (a donor's spreadsheet
+   and the dashboard's charts do not change shape from one month to the next), and step 2 already
+   guarantees the hidden cells stay unknown.
 """
 
 from __future__ import annotations
@@ -24,10 +36,11 @@ from collections.abc import Iterable, Sequence
 Cell = tuple[int, int]  # (row, column) in the grid *with* its totals: the last row and column are totals
 
 
-def suppress_grid(grid: Sequence[Sequence[int]], k: int) -> set[Cell]:
-    """Which cells of ``grid`` (counts with the total column last and the total row last) to hide."""
+def suppress_grid(grid: Sequence[Sequence[int]], k: int, forced: Iterable[Cell] = ()) -> set[Cell]:
+    """Which cells of ``grid`` (counts with the total column last and the total row last) to hide;
+    ``forced`` are hidden whatever their count (group disclosure, step 3) and protected like small ones."""
     rows, cols = len(grid), len(grid[0])
-    hidden = {(r, c) for r in range(rows) for c in range(cols) if 0 < grid[r][c] < k}
+    hidden = {(r, c) for r in range(rows) for c in range(cols) if 0 < grid[r][c] < k} | set(forced)
     lines = [[(r, c) for c in range(cols)] for r in range(rows)]
     lines += [[(r, c) for r in range(rows)] for c in range(cols)]
     while True:
@@ -41,11 +54,13 @@ def suppress_grid(grid: Sequence[Sequence[int]], k: int) -> set[Cell]:
         hidden.add(_cheapest(grid, _cycle_closers(bridge, hidden, rows, cols)))
 
 
-def suppress_column(counts: Sequence[int], total: int, k: int) -> tuple[set[int], bool]:
+def suppress_column(
+    counts: Sequence[int], total: int, k: int, forced: Iterable[int] = ()
+) -> tuple[set[int], bool]:
     """One column of counts and its total (a table with no column dimension): which counts to hide, and
     whether to hide the total. The one relation is ``sum(counts) == total``: one hidden number alone
-    would be computable, so a second is hidden with it."""
-    hidden = {i for i, n in enumerate(counts) if 0 < n < k}
+    would be computable, so a second is hidden with it. ``forced`` as in :func:`suppress_grid`."""
+    hidden = {i for i, n in enumerate(counts) if 0 < n < k} | set(forced)
     hide_total = 0 < total < k
     if len(hidden) + hide_total == 1:
         shown = [i for i in range(len(counts)) if i not in hidden]
@@ -54,6 +69,24 @@ def suppress_column(counts: Sequence[int], total: int, k: int) -> tuple[set[int]
         else:
             hide_total = True
     return hidden, hide_total
+
+
+def whole_group_lines(grid: Sequence[Sequence[int]], categories: Sequence[int], *, rows: bool) -> set[Cell]:
+    """Group disclosure (module docstring, 3): the category cells of every line where one category holds
+    the line's whole non-missing count. ``rows``: the groups are the grid's rows and ``categories`` are
+    column indexes (the sensitive dimension is the columns); otherwise the groups are the columns and
+    ``categories`` are row indexes. The "(missing)" and total lines are not in ``categories``."""
+    lines = range(len(grid)) if rows else range(len(grid[0]))
+
+    def at(line: int, category: int) -> Cell:
+        return (line, category) if rows else (category, line)
+
+    hidden: set[Cell] = set()
+    for line in lines:
+        held = [grid[r][c] for r, c in (at(line, category) for category in categories)]
+        if sum(held) > 0 and sum(n > 0 for n in held) == 1:
+            hidden.update(at(line, category) for category in categories)
+    return hidden
 
 
 def _hidden_in(line: Iterable[Cell], hidden: set[Cell]) -> int:
