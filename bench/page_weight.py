@@ -80,6 +80,8 @@ def _conflict(database, project_id: int) -> int:  # type: ignore[no-untyped-def]
 
 def _weigh(browser, url: str, cookies: list[dict]) -> tuple[int, int]:  # type: ignore[no-untyped-def,type-arg]
     """(bytes on the wire, number of responses) for one page load with an empty cache."""
+
+
 def _seed_mission(database, settings, project_id: int, count: int) -> None:  # type: ignore[no-untyped-def]
     media = {p.name: p.read_bytes() for p in (ROOT / "forms").glob("*.csv")}
     rng = random.Random(2)
