@@ -25,6 +25,7 @@ console = Blueprint(
 # The page modules attach their routes to ``console`` when imported.
 from server.console import (  # noqa: E402, F401
     devices,
+    fill,
     forms,
     home,
     i18n,
