@@ -71,6 +71,27 @@ def _weigh(browser, url: str, cookies: list[dict]) -> tuple[int, int]:  # type: 
     return int(sum(sizes.values())), len(sizes)
 
 
+def _weigh_twice(browser, url: str, cookies: list[dict]) -> tuple[tuple[int, int], tuple[int, int]]:  # type: ignore[no-untyped-def,type-arg]
+    """(cold, warm): the page with an empty cache, then again in the same browser (its cache kept)."""
+    context = browser.new_context(locale="tg-TJ")
+    context.add_cookies(cookies)
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    loads: list[dict[str, float]] = [{}]
+    cdp.on("Network.loadingFinished", lambda e: loads[-1].__setitem__(e["requestId"], e["encodedDataLength"]))
+    cdp.on("Network.requestServedFromCache", lambda e: loads[-1].__setitem__(e["requestId"], 0))
+    page.goto(url, wait_until="networkidle")
+    page.wait_for_selector(".odk-form", timeout=30_000)
+    cold = loads[0]
+    loads.append({})
+    page.goto(url, wait_until="networkidle")
+    page.wait_for_selector(".odk-form", timeout=30_000)
+    warm = loads[-1]
+    context.close()
+    return (int(sum(cold.values())), len(cold)), (int(sum(warm.values())), len(warm))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--submissions", type=int, default=300)
@@ -109,6 +130,9 @@ def main() -> int:
                 listing = f"{live.url}/projects/{project_id}/forms/safety/submissions"
                 weights[f"submissions list (50 of {args.submissions})"] = _weigh(browser, listing, cookies)
                 weights["project page"] = _weigh(browser, f"{live.url}/projects/{project_id}", cookies)
+                fill = f"{live.url}/projects/{project_id}/forms/safety/fill"
+                cold, warm = _weigh_twice(browser, fill, cookies)
+                extra = {"fill page, first visit (Web Forms)": cold, "fill page, next visits (cached)": warm}
                 browser.close()
         finally:
             stop()
@@ -119,6 +143,9 @@ def main() -> int:
         failed |= size > limit
         kb = size / 1024
         print(f"{name:40} {kb:7.1f} KB in {responses} responses  (target {limit // 1024} KB: {verdict})")
+    for name, (size, responses) in extra.items():
+        # The one page allowed over the ceiling (issue 11 asks for Web Forms); only it loads the files.
+        print(f"{name:40} {size / 1024:7.1f} KB in {responses} responses  (Web Forms and Vue, gzipped)")
     return 1 if failed else 0
 
 
