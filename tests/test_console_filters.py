@@ -14,7 +14,6 @@ from openpyxl import Workbook
 from sqlalchemy import select
 
 from server.models import AppUser
-
 from tests.collect_emulator import CollectEmulator, Instance
 from tests.conftest import LiveServer
 from tests.console_support import XLSX_TYPE, Browser, add_project, add_user
