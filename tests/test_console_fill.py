@@ -23,11 +23,14 @@ import pytest
 from openpyxl import Workbook
 from sqlalchemy import select
 
-from server.models import AuditEvent, Submission, SubmissionVersion
-from tests.conftest import LiveServer
+from server.config import settings as settings_of_app
+from server.forms import publish, source_from_xlsform
+from server.models import AuditEvent, Project, Submission, SubmissionVersion
+from tests.conftest import ROOT, LiveServer
 from tests.console_support import XLSX_TYPE, Browser, add_project, add_user
 from tests.test_console_browser import _new_page, _shot, _sign_in, chromium  # noqa: F401
 
+FORMS = ROOT / "forms"
 PLACES_CSV = "name,label\nkhorog,Khorog\nrushan,Rushan\nishkoshim,Ishkoshim\n"
 
 
@@ -214,5 +217,20 @@ def test_fill_a_form_in_the_browser_and_find_it(
     assert "Lighting near the school" in page.locator("main").inner_text()
     page.goto(f"{live_server.url}/projects/{project_id}/forms/fg_note/submissions")
     assert "F-12" in page.locator("#submissions").inner_text()
+    # The mission's own focus-group form (groups, repeats, constraints, regions/districts/jamoats CSVs)
+    # renders in the preview too.
+    _publish_mission_form(live_server, project_id, "focus_group")
+    page.goto(f"{live_server.url}/projects/{project_id}/forms/focus_group/preview")
+    page.get_by_text("Facilitator's staff code").wait_for()
+    _shot(page, "preview-focus-group-en")
     assert not [e for e in errors if "Content Security Policy" in e or "Uncaught" in e], errors
     page.context.close()
+
+
+def _publish_mission_form(live: LiveServer, project_id: int, name: str) -> None:
+    settings = settings_of_app(live.app)
+    source = source_from_xlsform((FORMS / f"{name}.xlsx").read_bytes(), settings, filename=f"{name}.xlsx")
+    media = {p.name: p.read_bytes() for p in FORMS.glob("*.csv")}
+    with live.database.write() as w:
+        outcome = publish(w, w.session.get(Project, project_id), source, media)
+        assert not outcome.missing_media

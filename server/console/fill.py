@@ -23,13 +23,14 @@ import gzip
 import hashlib
 import json
 from pathlib import Path
+from typing import BinaryIO
 
 from flask import Response, jsonify, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from werkzeug.exceptions import NotFound
 
-from server import db, errors
+from server import config, db, errors
 from server.api.forms import WRITE_ROLES, _readable_form, attachment_file, draft_of
 from server.api.submissions import form_access
 from server.console import console
@@ -159,7 +160,9 @@ def fill_submit(project_id: int, xml_form_id: str) -> ResponseReturnValue:
 
 
 @db.write_request
-def _store(project_id: int, xml_form_id: str, xml: bytes, files: list) -> ResponseReturnValue:
+def _store(
+    project_id: int, xml_form_id: str, xml: bytes, files: list[tuple[str, BinaryIO]]
+) -> ResponseReturnValue:
     from server import config
     from server.ingest import ingest
     from server.ingest.parse import parse_submission
