@@ -163,8 +163,7 @@ def fill_submit(project_id: int, xml_form_id: str) -> ResponseReturnValue:
 def _store(
     project_id: int, xml_form_id: str, xml: bytes, files: list[tuple[str, BinaryIO]]
 ) -> ResponseReturnValue:
-    from server import config
-    from server.ingest import ingest
+    from server.ingest import ingest  # as server.api.submissions does: ingest imports much of the app
     from server.ingest.parse import parse_submission
 
     require_signed_in()  # read again in this write transaction
