@@ -234,3 +234,25 @@ def _publish_mission_form(live: LiveServer, project_id: int, name: str) -> None:
     with live.database.write() as w:
         outcome = publish(w, w.session.get(Project, project_id), source, media)
         assert not outcome.missing_media
+
+
+def test_vendored_files_are_the_pinned_ones() -> None:
+    """The files the fill page loads are byte for byte those whose sha256 vendor.json pins (checked by
+    the refresh script, offline), with their licences beside them."""
+    import subprocess
+    import sys
+
+    from server.console import fill
+
+    checked = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "vendor-web-forms"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    manifest = json.loads((fill.VENDOR / "vendor.json").read_text())
+    dirs = {p["dir"] for p in manifest["packages"]}
+    assert {fill.WEB_FORMS.split("/")[1], fill.VUE.split("/")[1]} == dirs
+    assert (fill.VENDOR / "web-forms-0.22.0" / "LICENSE.md").read_text().startswith("# Apache License")
+    assert "MIT" in (fill.VENDOR / "vue-3.5.29" / "LICENSE").read_text()
