@@ -44,9 +44,15 @@ async function send(payload, callback) {
       body,
       credentials: "same-origin",
       headers: { Accept: "application/json" },
+      redirect: "manual", // signed out meanwhile: the server would send the sign-in page
     });
+    if (reply.type === "opaqueredirect") {
+      say(cfg.msgFailed + " " + cfg.msgSignedOut, "error");
+      callback();
+      return;
+    }
     const answer = (reply.headers.get("Content-Type") || "").includes("json") ? await reply.json() : {};
-    if (reply.ok) {
+    if (reply.status === 201 && answer.url) {
       say(cfg.msgSent, "ok", answer.url);
       callback({ next: POST_SUBMIT__NEW_INSTANCE });
     } else {
