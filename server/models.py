@@ -304,10 +304,11 @@ class Submission(Base):
     updated_at: Mapped[dt.datetime | None]
     deleted_at: Mapped[dt.datetime | None]
     # Copied by ingest for the console's filters (server.ingest.places): the answers named region and
-    # district of the current version, and the device (app user) that sent the first version.
+    # district of the current version, and the device (app user) that sent the first version (a plain
+    # copy of that version's app_user_id, which holds the foreign key: migration 0010 says why).
     region: Mapped[str | None] = mapped_column(String(100))
     district: Mapped[str | None] = mapped_column(String(100))
-    app_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    app_user_id: Mapped[int | None]
 
     form: Mapped[Form] = relationship()
     current_version: Mapped[SubmissionVersion | None] = relationship(

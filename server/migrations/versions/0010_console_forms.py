@@ -31,17 +31,15 @@ BATCH = 1000
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("user_account") as batch:
-        batch.add_column(sa.Column("console_columns", sa.JSON(), nullable=True))
-    with op.batch_alter_table("submission") as batch:
-        batch.add_column(sa.Column("region", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("district", sa.String(length=100), nullable=True))
-        batch.add_column(sa.Column("app_user_id", sa.Integer(), nullable=True))
-        batch.create_foreign_key(
-            op.f("fk_submission_app_user_id_app_user"), "app_user", ["app_user_id"], ["id"]
-        )
-        for name, columns in FILTER_INDEXES.items():
-            batch.create_index(name, columns, unique=False)
+    # Plain ADD COLUMN, no batch copy of the table: on SQLite a copy drops and rebuilds submission, which
+    # the versions' foreign keys refuse once it holds rows. So app_user_id is a plain copy of the first
+    # version's app_user_id (that column holds the foreign key).
+    op.add_column("user_account", sa.Column("console_columns", sa.JSON(), nullable=True))
+    op.add_column("submission", sa.Column("region", sa.String(length=100), nullable=True))
+    op.add_column("submission", sa.Column("district", sa.String(length=100), nullable=True))
+    op.add_column("submission", sa.Column("app_user_id", sa.Integer(), nullable=True))
+    for name, columns in FILTER_INDEXES.items():
+        op.create_index(name, "submission", columns, unique=False)
     _fill_existing()
 
 
@@ -86,12 +84,8 @@ def _fill_existing() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("submission") as batch:
-        for name in FILTER_INDEXES:
-            batch.drop_index(name)
-        batch.drop_constraint(op.f("fk_submission_app_user_id_app_user"), type_="foreignkey")
-        batch.drop_column("app_user_id")
-        batch.drop_column("district")
-        batch.drop_column("region")
-    with op.batch_alter_table("user_account") as batch:
-        batch.drop_column("console_columns")
+    for name in FILTER_INDEXES:
+        op.drop_index(name, table_name="submission")
+    for column in ("app_user_id", "district", "region"):
+        op.drop_column("submission", column)
+    op.drop_column("user_account", "console_columns")
