@@ -13,7 +13,7 @@ import pytest
 from openpyxl import Workbook
 from sqlalchemy import select
 
-from server.models import AppUser
+from server.models import AppUser, Conflict
 from tests.collect_emulator import CollectEmulator, Instance
 from tests.conftest import LiveServer
 from tests.console_support import XLSX_TYPE, Browser, add_project, add_user
@@ -76,7 +76,8 @@ def _signed_in(live: LiveServer, role: str, project_id: int) -> Browser:
 
 @pytest.fixture(scope="module")
 def sent(live_server: LiveServer) -> tuple[int, Browser, dict[str, str]]:
-    """Four submissions from two devices in three districts, one marked "has issues"."""
+    """Four submissions from two devices in three districts, one marked "has issues", one with a
+    conflicting payload kept."""
     project_id = add_project(live_server.database, f"Filters {uuid.uuid4().hex[:4]}")
     coordinator = _signed_in(live_server, "coordinator", project_id)
     files = {"xlsform": (f"{FORM}.xlsx", place_xlsform(), XLSX_TYPE)}
@@ -95,6 +96,10 @@ def sent(live_server: LiveServer) -> tuple[int, Browser, dict[str, str]]:
         ids[key] = f"uuid:{uuid.uuid4()}"
         xml = _xml(ids[key], f"Facilitator {key.upper()}", region, district, ord(key))
         assert device.submit(Instance(FORM, ids[key], xml)).sent
+    # Other XML under c's instanceID: ingest keeps it as a conflict for a coordinator.
+    two.submit(Instance(FORM, ids["c"], _xml(ids["c"], "Facilitator C", "sughd", "isfara", 12)))
+    with live_server.database.read() as session:
+        assert session.scalars(select(Conflict).where(Conflict.instance_id == ids["c"])).one()
     sub = f"{form_page}/submissions/{ids['b']}"
     assert coordinator.post(f"{sub}/review", {"review_state": "hasIssues"}, token_from=sub).status_code == 302
     return project_id, coordinator, ids
@@ -122,8 +127,9 @@ def test_filters_by_region_district_device_and_issues(
         ).one()
     assert f'<option value="{tablet_b}"' in page
     assert _shown(coordinator, project_id, f"device={tablet_b}") == {ids["c"], ids["d"]}
-    assert _shown(coordinator, project_id, "issues=1") == {ids["b"]}
+    assert _shown(coordinator, project_id, "issues=1") == {ids["b"], ids["c"]}
     assert _shown(coordinator, project_id, "issues=1&district=khorog") == set()
+    assert _shown(coordinator, project_id, "issues=1&region=sughd") == {ids["c"]}
     assert _shown(coordinator, project_id, "from=2000-01-01&to=2000-01-02") == set()
     bad = coordinator.get(f"/projects/{project_id}/forms/{FORM}/submissions?review=nonsense")
     assert bad.status_code == 400
