@@ -196,6 +196,11 @@ def test_fill_a_form_in_the_browser_and_find_it(
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     _sign_in(page, live_server.url, email)
     page.goto(f"{live_server.url}/projects/{project_id}/forms/fg_note")
+    page.click("#new-draft")  # a draft from the published version: its media listed, present
+    assert "places.csv" in page.locator("#draft-media").inner_text()
+    _shot(page, "form-draft-media-en")
+    page.click("#discard-draft")
+    assert page.locator("#draft").count() == 0
     page.click("#fill-link")
     page.get_by_text("Facilitator code").wait_for()
     _shot(page, "fill-en")

@@ -82,6 +82,7 @@ async function start() {
         formXml,
         fetchFormAttachment,
         missingResourceBehavior: "BLANK",
+        trackDevice: true, // meta/deviceID: one stable id per browser (kept in its storage), as Central does
         onSubmit: send,
       }),
   });
