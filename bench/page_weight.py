@@ -130,6 +130,27 @@ def _signed_in_cookies(browser, sign_in: str, email: str) -> list[dict]:  # type
     return cookies  # type: ignore[no-any-return]
 
 
+def _weigh_twice(browser, url: str, cookies: list[dict]) -> tuple[tuple[int, int], tuple[int, int]]:  # type: ignore[no-untyped-def,type-arg]
+    """(cold, warm): the page with an empty cache, then again in the same browser (its cache kept)."""
+    context = browser.new_context(locale="tg-TJ")
+    context.add_cookies(cookies)
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    loads: list[dict[str, float]] = [{}]
+    cdp.on("Network.loadingFinished", lambda e: loads[-1].__setitem__(e["requestId"], e["encodedDataLength"]))
+    cdp.on("Network.requestServedFromCache", lambda e: loads[-1].__setitem__(e["requestId"], 0))
+    page.goto(url, wait_until="networkidle")
+    page.wait_for_selector(".odk-form", timeout=30_000)
+    cold = loads[0]
+    loads.append({})
+    page.goto(url, wait_until="networkidle")
+    page.wait_for_selector(".odk-form", timeout=30_000)
+    warm = loads[-1]
+    context.close()
+    return (int(sum(cold.values())), len(cold)), (int(sum(warm.values())), len(warm))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--submissions", type=int, default=300)
@@ -193,6 +214,9 @@ def main() -> int:
                 weights["hubs and sync"] = _weigh(browser, f"{live.url}/hubs", cookies)
                 dashboard = f"{live.url}/projects/{project_id}/dashboard"
                 weights[f"dashboard (4 forms, {args.submissions} each)"] = _weigh(browser, dashboard, cookies)
+                fill = f"{live.url}/projects/{project_id}/forms/safety/fill"
+                cold, warm = _weigh_twice(browser, fill, cookies)
+                extra = {"fill page, first visit (Web Forms)": cold, "fill page, next visits (cached)": warm}
                 browser.close()
         finally:
             stop()
@@ -206,6 +230,9 @@ def main() -> int:
             f"{name:40} {kb:7.1f} KB in {responses} responses, loaded in {seconds:.2f} s"
             f"  (target {limit // 1024} KB: {verdict})"
         )
+    for name, (size, responses) in extra.items():
+        # The one page allowed over the ceiling (issue 11 asks for Web Forms); only it loads the files.
+        print(f"{name:40} {size / 1024:7.1f} KB in {responses} responses  (Web Forms and Vue, gzipped)")
     return 1 if failed else 0
 
 

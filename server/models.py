@@ -141,6 +141,8 @@ class User(Base):
     deleted_at: Mapped[dt.datetime | None]
     # The console's language for this user (en, tg or ru); empty until chosen (then the browser's).
     language: Mapped[str | None] = mapped_column(String(10))
+    # The submission table's columns this user chose, by form ("project/xmlFormId" → field paths).
+    console_columns: Mapped[dict[str, Any] | None]
 
     roles: Mapped[list[ProjectRole]] = relationship(back_populates="user")
 
@@ -301,6 +303,12 @@ class Submission(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime | None]
     deleted_at: Mapped[dt.datetime | None]
+    # Copied by ingest for the console's filters (server.ingest.places): the answers named region and
+    # district of the current version, and the device (app user) that sent the first version (a plain
+    # copy of that version's app_user_id, which holds the foreign key: migration 0010 says why).
+    region: Mapped[str | None] = mapped_column(String(100))
+    district: Mapped[str | None] = mapped_column(String(100))
+    app_user_id: Mapped[int | None]
 
     form: Mapped[Form] = relationship()
     current_version: Mapped[SubmissionVersion | None] = relationship(
@@ -315,6 +323,11 @@ class Submission(Base):
         UniqueConstraint("form_id", "instance_id", name="uq_submission_instance"),
         # Newest first with the id as tie-break: the console's keyset pages read it in order and stop.
         Index("ix_submission_form_created_id", "form_id", "created_at", "id"),
+        # One per filter of the console, so that a filtered page is also read in order and stops.
+        Index("ix_submission_form_region", "form_id", "region", "created_at", "id"),
+        Index("ix_submission_form_district", "form_id", "district", "created_at", "id"),
+        Index("ix_submission_form_review", "form_id", "review_state", "created_at", "id"),
+        Index("ix_submission_form_device", "form_id", "app_user_id", "created_at", "id"),
     )
 
 

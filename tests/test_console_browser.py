@@ -176,6 +176,13 @@ def test_a_coordinator_walks_the_console(chromium: Any, live_server: LiveServer,
     page.click("a.button.primary")
     page.click("#publish")
     assert page.locator("#current-version").inner_text() == "2026120401"
+    # Its state: closing (hidden from devices, still accepting), then open again.
+    page.check("input[name=state][value=closing]")
+    page.click("input[name=state] >> xpath=ancestor::form//button")
+    assert page.locator("#form-state").inner_text() == "Дар ҳоли пӯшидан"
+    page.check("input[name=state][value=open]")
+    page.click("input[name=state] >> xpath=ancestor::form//button")
+    assert page.locator("#form-state").inner_text() == "Кушода"
 
     # A device: its QR code, read off the page, holds what Collect needs.
     page.goto(f"{base}/projects/{project_id}/devices")
@@ -198,6 +205,22 @@ def test_a_coordinator_walks_the_console(chromium: Any, live_server: LiveServer,
     page.fill("#comment-body", "Бо фасилитатор санҷида шуд")
     page.click("#comment-body ~ button")
     assert "Бо фасилитатор санҷида шуд" in page.content()
+
+    # The table filtered by the submission's district, with the columns this coordinator chose.
+    district = re.search(rb"<district>([^<]*)</district>", instance.xml).group(1).decode()  # type: ignore[union-attr]
+    page.goto(f"{base}/projects/{project_id}/forms/safety/submissions")
+    page.select_option("#f-district", district)
+    page.click(".filters .go button")
+    assert page.locator(f"a[href$='{instance.instance_id}']").count() == 1
+    page.click("#columns summary")
+    page.uncheck("#columns input[value='/age']")
+    page.click("#save-columns")
+    assert "Синну сол" not in page.locator("#submissions thead").inner_text()
+    assert page.locator("#f-district").input_value() == district  # the filter is kept
+    _shot(page, "submissions-filtered-tg")
+    page.click("#columns summary")
+    page.click("#columns button[name=reset]")
+    assert "Синну сол" in page.locator("#submissions thead").inner_text()
 
     # Every page in every language, at 1366x768; the submissions list on a 10-inch tablet too.
     pages = {

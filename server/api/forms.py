@@ -308,7 +308,7 @@ def get_form_version_xml(project_id: int, xml_form_id: str, version: str) -> Res
     return _xml_response(_version(form, version).xml)
 
 
-def _draft(form: Form) -> FormVersion:
+def draft_of(form: Form) -> FormVersion:
     draft = find_draft(db.session(), form)
     if draft is None:
         raise errors.not_found(f"The form {form.xml_form_id!r} has no draft.")
@@ -318,12 +318,12 @@ def _draft(form: Form) -> FormVersion:
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/draft")
 def get_form_draft(project_id: int, xml_form_id: str) -> ResponseReturnValue:
     form = _readable_form(project_id, xml_form_id)
-    return jsonify(form_json(form, _draft(form)))
+    return jsonify(form_json(form, draft_of(form)))
 
 
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/draft.xml")
 def get_form_draft_xml(project_id: int, xml_form_id: str) -> ResponseReturnValue:
-    return _xml_response(_draft(_readable_form(project_id, xml_form_id)).xml)
+    return _xml_response(draft_of(_readable_form(project_id, xml_form_id)).xml)
 
 
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/attachments")
@@ -338,10 +338,10 @@ def list_form_attachments(project_id: int, xml_form_id: str) -> ResponseReturnVa
 def list_form_draft_attachments(project_id: int, xml_form_id: str) -> ResponseReturnValue:
     # The draft's media are being prepared by those who publish: admins and coordinators (README).
     form = _readable_form(project_id, xml_form_id, *WRITE_ROLES)
-    return jsonify([attachment_json(m) for m in _draft(form).media])
+    return jsonify([attachment_json(m) for m in draft_of(form).media])
 
 
-def _attachment_file(version: FormVersion | None, name: str) -> Response:
+def attachment_file(version: FormVersion | None, name: str) -> Response:
     row = next((m for m in version.media if m.name == name), None) if version else None
     if row is None or row.blob_sha256 is None:
         raise errors.not_found(f"There is no uploaded media file named {name!r}.")
@@ -352,10 +352,10 @@ def _attachment_file(version: FormVersion | None, name: str) -> Response:
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/attachments/<name>")
 def get_form_attachment(project_id: int, xml_form_id: str, name: str) -> ResponseReturnValue:
     form = _readable_form(project_id, xml_form_id)
-    return _attachment_file(form.current_version, name)
+    return attachment_file(form.current_version, name)
 
 
 @api.get("/projects/<int:project_id>/forms/<xml_form_id>/draft/attachments/<name>")
 def get_form_draft_attachment(project_id: int, xml_form_id: str, name: str) -> ResponseReturnValue:
     form = _readable_form(project_id, xml_form_id, *WRITE_ROLES)
-    return _attachment_file(_draft(form), name)
+    return attachment_file(draft_of(form), name)

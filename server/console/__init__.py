@@ -29,6 +29,7 @@ from server.console import (  # noqa: E402, F401
     dashboard,
     devices,
     downloads,
+    fill,
     forms,
     home,
     hubs,

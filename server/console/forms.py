@@ -23,6 +23,9 @@ from server.console.session import forget_user, require_signed_in
 from server.forms.convert import file_type_of
 from server.forms.publish import (
     Outcome,
+    attach_to_draft,
+    discard_draft,
+    draft_from_current,
     find_draft,
     find_form,
     publish_draft,
@@ -179,3 +182,49 @@ def change_form_state(project_id: int, xml_form_id: str) -> ResponseReturnValue:
         raise errors.bad_request(_("Choose open, closing or closed."))
     set_state(db.session(), form, state, user, via=VIA)
     return redirect(url_for("console.form_page", project_id=project_id, xml_form_id=xml_form_id))
+
+
+def _back_to_form(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+    return redirect(url_for("console.form_page", project_id=project_id, xml_form_id=xml_form_id))
+
+
+@console.post("/projects/<int:project_id>/forms/<xml_form_id>/draft/media")
+@db.write_request
+def upload_draft_media(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+    """Media files for the draft, matched by file name (a file already there is replaced), through the
+    API's ``attach_to_draft``; a name the draft does not use is refused with the names it does use."""
+    user, form, _role = _form_for(project_id, xml_form_id, *WRITE_ROLES, lock=True)
+    uploads = [f for f in request.files.getlist("media") if f.filename]
+    if not uploads:
+        raise errors.bad_request(_("Choose the media files to upload."))
+    draft = find_draft(db.session(), form)
+    used = sorted(m.name for m in draft.media) if draft else []
+    unknown = [f.filename for f in uploads if f.filename not in used]
+    if draft is not None and unknown:
+        raise errors.bad_request(
+            _(
+                "The draft does not use %(names)s. It uses: %(used)s.",
+                names=", ".join(str(n) for n in unknown),
+                used=", ".join(used) or "—",
+            )
+        )
+    for upload in uploads:
+        attach_to_draft(db.writer(), form, str(upload.filename), upload.stream, user, via=VIA)
+    return _back_to_form(project_id, xml_form_id)
+
+
+@console.post("/projects/<int:project_id>/forms/<xml_form_id>/draft/new")
+@db.write_request
+def new_draft(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+    """A draft copied from the published version (to add or replace its media, then publish)."""
+    user, form, _role = _form_for(project_id, xml_form_id, *WRITE_ROLES, lock=True)
+    draft_from_current(db.writer(), form, user, via=VIA)
+    return _back_to_form(project_id, xml_form_id)
+
+
+@console.post("/projects/<int:project_id>/forms/<xml_form_id>/draft/discard")
+@db.write_request
+def discard_form_draft(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+    user, form, _role = _form_for(project_id, xml_form_id, *WRITE_ROLES, lock=True)
+    discard_draft(db.writer(), form, user, via=VIA)
+    return _back_to_form(project_id, xml_form_id)

@@ -20,7 +20,7 @@ from flask import redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
-from sqlalchemy import select, tuple_
+from sqlalchemy import Select, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
 from server import audit, db, errors
@@ -33,12 +33,21 @@ from server.api.submissions import (
     shown_identity,
 )
 from server.console import console, history
-from server.console.pages import REVIEW_STATES, day_start, role_in
+from server.console.pages import REVIEW_STATES, day_start, role_in, safe_next
 from server.console.session import require_signed_in
 from server.datasets.reader import UnreadableXml, read
 from server.datasets.redact import redact_value
-from server.datasets.schema import Field, FormSchema
-from server.models import AppUser, Comment, Submission, SubmissionVersion, User, utcnow
+from server.datasets.schema import Field, FormSchema, blob_media_reader, load_schema
+from server.models import (
+    AppUser,
+    Comment,
+    Conflict,
+    ReviewState,
+    Submission,
+    SubmissionVersion,
+    User,
+    utcnow,
+)
 
 PAGE_SIZE = 50
 TABLE_COLUMNS = 6
@@ -64,16 +73,6 @@ def _shown(fa: FormAccess, field: Field, value: str | None, lang: str) -> str:
     return shown
 
 
-def _table_fields(schema: FormSchema) -> list[Field]:
-    """The first questions of the root table (no meta, no files) as the table's columns."""
-    fields = [
-        f
-        for f in schema.table_fields(None)
-        if not f.rel.startswith("/meta/") and not f.binary and f.labels and f.type != "structure"
-    ]
-    return fields[:TABLE_COLUMNS]
-
-
 @dataclass(frozen=True)
 class Cursor:
     """Where the next page starts: below (received, id) of the last row shown."""
@@ -95,42 +94,122 @@ class Cursor:
             raise errors.bad_request(_("This page link is broken; start from the first page.")) from None
 
 
-@console.get("/projects/<int:project_id>/forms/<xml_form_id>/submissions")
-def submissions_page(project_id: int, xml_form_id: str) -> ResponseReturnValue:
-    fa = _access(project_id, xml_form_id)
-    session = db.session()
-    lang = _lang()
-    schema = fa.schema(session)
-    columns = _table_fields(schema)
-    args = request.args
-    since, until = day_start(args.get("from")), day_start(args.get("to"), next_day=True)
-    review = args.get("review") or None
-    if review is not None and review not in REVIEW_STATES:
-        raise errors.bad_request(_("Unknown review state."))
-    device = args.get("device", type=int)
-    cursor = Cursor.decode(args.get("after"))
+@dataclass(frozen=True)
+class Filters:
+    """The table's filters as the query string gives them (empty values mean "any")."""
 
-    current = aliased(SubmissionVersion)
-    stmt = (
-        select(Submission, current)
-        .join(current, current.id == Submission.current_version_id)
-        .where(Submission.form_id == fa.form.id, Submission.deleted_at.is_(None))
-    )
-    if since is not None:
-        stmt = stmt.where(Submission.created_at >= since)
-    if until is not None:
-        stmt = stmt.where(Submission.created_at < until)
-    if review is not None:
-        stmt = stmt.where(Submission.review_state == review)
-    if device is not None:
-        stmt = stmt.where(current.app_user_id == device)
+    since: dt.datetime | None
+    until: dt.datetime | None
+    region: str | None
+    district: str | None
+    review: str | None
+    device: int | None
+    issues: bool
+
+    @classmethod
+    def read(cls, args: Any) -> Filters:
+        review = args.get("review") or None
+        if review is not None and review not in REVIEW_STATES:
+            raise errors.bad_request(_("Unknown review state."))
+        return cls(
+            since=day_start(args.get("from")),
+            until=day_start(args.get("to"), next_day=True),
+            region=args.get("region") or None,
+            district=args.get("district") or None,
+            review=review,
+            device=args.get("device", type=int),
+            issues=args.get("issues") == "1",
+        )
+
+
+def filtered(stmt: Select[Any], form_id: int, filters: Filters, cursor: Cursor | None) -> Select[Any]:
+    """``stmt`` (over ``Submission``) narrowed by the filters and the cursor, newest first. Each equality
+    filter has an index (form_id, value, created_at, id), so a filtered page is read in order too."""
+    stmt = stmt.where(Submission.form_id == form_id, Submission.deleted_at.is_(None))
+    if filters.since is not None:
+        stmt = stmt.where(Submission.created_at >= filters.since)
+    if filters.until is not None:
+        stmt = stmt.where(Submission.created_at < filters.until)
+    if filters.region is not None:
+        stmt = stmt.where(Submission.region == filters.region)
+    if filters.district is not None:
+        stmt = stmt.where(Submission.district == filters.district)
+    if filters.review is not None:
+        stmt = stmt.where(Submission.review_state == filters.review)
+    if filters.device is not None:
+        stmt = stmt.where(Submission.app_user_id == filters.device)
+    if filters.issues:
+        # Marked "has issues" by a reviewer, or a conflicting payload for it kept and not yet decided.
+        # Both sides have an index ((form, review state) and (form, instanceID)), and few rows match
+        # either, so the database reads those and sorts them instead of walking the whole form.
+        kept = select(Conflict.instance_id).where(Conflict.form_id == form_id, Conflict.resolved_at.is_(None))
+        stmt = stmt.where(
+            or_(Submission.review_state == ReviewState.HAS_ISSUES, Submission.instance_id.in_(kept))
+        )
     if cursor is not None:
         # The plain bound on created_at lets the index start the scan at the cursor; the pair decides ties.
         stmt = stmt.where(
             Submission.created_at <= cursor.created_at,
             tuple_(Submission.created_at, Submission.id) < (cursor.created_at, cursor.id),
         )
-    stmt = stmt.order_by(Submission.created_at.desc(), Submission.id.desc()).limit(PAGE_SIZE + 1)
+    return stmt.order_by(Submission.created_at.desc(), Submission.id.desc())
+
+
+def _place_field(schema: FormSchema, name: str) -> Field | None:
+    """The root-table question named ``name`` (the first, as ingest takes the first answer)."""
+    return next((f for f in schema.table_fields(None) if f.name == name), None)
+
+
+def _place_options(fa: FormAccess, field: Field | None, lang: str) -> list[tuple[str, str]] | None:
+    """The values a place filter offers (None: no such question, or this role may not see it)."""
+    if field is None or redact_value(fa.access, field, "x") != "x":
+        return None  # filtering by a value one may not read would reveal it
+    return [(c.value, field.choice_label(c.value, lang) or c.value) for c in field.choices]
+
+
+def column_key(fa: FormAccess) -> str:
+    return f"{fa.project.id}/{fa.form.xml_form_id}"
+
+
+def chosen_columns(fa: FormAccess, choosable: list[Field]) -> list[Field]:
+    """The columns this user chose for this form (remembered on the user), else the first questions."""
+    saved = (fa.user.console_columns or {}).get(column_key(fa))
+    if isinstance(saved, list):
+        by_rel = {f.rel: f for f in choosable}
+        picked = [by_rel[r] for r in saved if r in by_rel]
+        if picked or not saved:
+            return picked
+    return choosable[:TABLE_COLUMNS]
+
+
+def _choosable(schema: FormSchema) -> list[Field]:
+    """The questions of the root table that can be columns (no meta, no files, no groups)."""
+    return [
+        f
+        for f in schema.table_fields(None)
+        if not f.rel.startswith("/meta/") and not f.binary and f.labels and f.type != "structure"
+    ]
+
+
+@console.get("/projects/<int:project_id>/forms/<xml_form_id>/submissions")
+def submissions_page(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+    fa = _access(project_id, xml_form_id)
+    session = db.session()
+    lang = _lang()
+    # With the form's CSV media, so that choices from a file (districts.csv) show by their labels.
+    schema = load_schema(session, fa.form, media=blob_media_reader(session, db.database().blobs))
+    choosable = _choosable(schema)
+    columns = chosen_columns(fa, choosable)
+    filters = Filters.read(request.args)
+    cursor = Cursor.decode(request.args.get("after"))
+
+    current = aliased(SubmissionVersion)
+    stmt = filtered(
+        select(Submission, current).join(current, current.id == Submission.current_version_id),
+        fa.form.id,
+        filters,
+        cursor,
+    ).limit(PAGE_SIZE + 1)
     found = session.execute(stmt).all()
     more = len(found) > PAGE_SIZE
     found = found[:PAGE_SIZE]
@@ -145,30 +224,61 @@ def submissions_page(project_id: int, xml_form_id: str) -> ResponseReturnValue:
             values = next(read(version.xml, schema.by_rel, sub.instance_id)).values
         except UnreadableXml:
             values = {}
+        device_id = sub.app_user_id or version.app_user_id
         rows.append(
             {
                 "sub": sub,
-                "device": names.get(version.app_user_id) if version.app_user_id else None,
+                "device": names.get(device_id) if device_id else None,
                 "cells": [_shown(fa, f, values.get(f.rel), lang) for f in columns],
             }
         )
+    args = request.args
     next_args = None
     if more:
         last = found[-1][0]
         next_args = {k: v for k, v in args.items() if k != "after" and v}
         next_args["after"] = Cursor(last.created_at, last.id).encode()
+    first_args = {k: v for k, v in args.items() if k != "after" and v}
     return render_template(
         "submissions.html",
         project=fa.project,
         form=fa.form,
         title=_form_title(fa),
         columns=[f.label(lang) or f.name for f in columns],
+        choosable=[(f.rel, f.label(lang) or f.name) for f in choosable],
+        chosen={f.rel for f in columns},
         rows=rows,
         devices=[(d.id, names[d.id]) for d in devices],
-        filters={"from": args.get("from", ""), "to": args.get("to", ""), "review": review, "device": device},
+        regions=_place_options(fa, _place_field(schema, "region"), lang),
+        districts=_place_options(fa, _place_field(schema, "district"), lang),
+        filters=filters,
+        args=args,
         review_states=REVIEW_STATES,
         next_args=next_args,
+        first_args=first_args,
         first_page=cursor is None,
+    )
+
+
+@console.post("/projects/<int:project_id>/forms/<xml_form_id>/submissions/columns")
+@db.write_request
+def choose_columns(project_id: int, xml_form_id: str) -> ResponseReturnValue:
+    """Remember the columns this user chose for this form's table (on the user row: any computer)."""
+    fa = _access(project_id, xml_form_id)
+    session = db.session()
+    known = {f.rel for f in _choosable(fa.schema(session))}
+    picked = [rel for rel in request.form.getlist("column") if rel in known]
+    saved = dict(fa.user.console_columns or {})
+    if request.form.get("reset"):
+        saved.pop(column_key(fa), None)
+    else:
+        saved[column_key(fa)] = picked
+    fa.user.console_columns = saved  # a new dict, so that the JSON column is written
+    back = request.form.get("next") or ""
+    return redirect(
+        safe_next(back)
+        if back
+        else url_for("console.submissions_page", project_id=project_id, xml_form_id=xml_form_id)
     )
 
 

@@ -409,7 +409,12 @@ def draft_from_current(writer: Writer, form: Form, actor: User | None, via: str 
 
 
 def attach_to_draft(
-    writer: Writer, form: Form, name: str, content: bytes | BinaryIO, actor: User | None
+    writer: Writer,
+    form: Form,
+    name: str,
+    content: bytes | BinaryIO,
+    actor: User | None,
+    via: str = "api",
 ) -> FormMedia:
     """Store a media file the draft references (Central: 404 for a name the form does not use).
     ``content`` may be a stream (a video can be large): it is written to the blob store as it comes."""
@@ -423,7 +428,7 @@ def attach_to_draft(
         writer.store_bytes(content) if isinstance(content, bytes) else writer.store_stream(content)
     )
     form.updated_at = utcnow()
-    _audit(writer.session, "form.attachment.update", form, draft, actor, "api", attached=[name])
+    _audit(writer.session, "form.attachment.update", form, draft, actor, via, attached=[name])
     return row
 
 
@@ -479,12 +484,12 @@ def publish_draft(
     return Outcome(form, draft, "published", message, _missing_warning(missing), missing)
 
 
-def discard_draft(writer: Writer, form: Form, actor: User | None) -> None:
+def discard_draft(writer: Writer, form: Form, actor: User | None, via: str = "api") -> None:
     draft = find_draft(writer.session, form)
     if draft is None:
         raise errors.not_found(f"The form {form.xml_form_id!r} has no draft.")
     _discard(writer.session, draft)
-    _audit(writer.session, "form.update.draft.delete", form, draft, actor, "api")
+    _audit(writer.session, "form.update.draft.delete", form, draft, actor, via)
 
 
 def set_state(session: Session, form: Form, state: str, actor: User | None, via: str = "api") -> None:

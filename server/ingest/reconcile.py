@@ -31,6 +31,7 @@ from server import audit, errors
 from server.blobs import StagedBlob
 from server.db import Writer
 from server.ingest.parse import ParsedSubmission, expected_attachments, relative_path
+from server.ingest.places import places
 from server.models import (
     AppUser,
     Conflict,
@@ -384,6 +385,9 @@ def _create(
         "instance_id": parsed.instance_id,
         "review_state": ReviewState.RECEIVED,
         "created_at": provenance.received_at,
+        # What the console filters by, each through its own index (the device that sent it first).
+        "app_user_id": provenance.app_user.id if provenance.app_user else None,
+        **places(parsed.leaves),
     }
     submission_pk = int(conn.execute(_INSERT_SUBMISSION, new_submission).scalar_one())
     version_pk = _new_version(writer, submission_pk, target, parsed, provenance)
@@ -430,7 +434,10 @@ def _edit(
         update(_SUBMISSION)
         .where(_SUBMISSION.c.id == submission_pk)
         .values(
-            current_version_id=version_pk, review_state=ReviewState.EDITED, updated_at=provenance.received_at
+            current_version_id=version_pk,
+            review_state=ReviewState.EDITED,
+            updated_at=provenance.received_at,
+            **places(parsed.leaves),  # an edit may correct the place
         )
     )
     _expire_loaded(session, Submission, submission_pk)
