@@ -155,6 +155,7 @@ def sync_upload_chunk(sha256: str) -> ResponseReturnValue:
         raise errors.bad_request(need_offset)
     size = _byte_count("size", "Give the file's whole size as ?size=N.")
     settings = config.settings()
+    db.end_read()  # the chunk may take minutes to arrive: hold no read snapshot meanwhile
     state = uploads.append(
         db.database(),
         settings.data_dir,
