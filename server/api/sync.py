@@ -165,6 +165,7 @@ def sync_upload_chunk(sha256: str) -> ResponseReturnValue:
         request.stream,
         settings.max_request_bytes,
         size=size,
+        raw=request.environ.get("wsgi.input"),
     )
     return jsonify(state.as_json())
 
