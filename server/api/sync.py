@@ -228,7 +228,7 @@ def sync_bundle_import() -> ResponseReturnValue:
         try:
             receipt = bundles.import_bundle(db.database(), settings.data_dir, path)
         except bundles.BundleRefused as refused:
-            raise errors.unprocessable(f"The bundle was refused: {refused}.") from None
+            raise errors.bundle_refused(str(refused)) from None
     finally:
         path.unlink(missing_ok=True)
     return jsonify(receipt)
