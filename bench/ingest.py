@@ -301,10 +301,12 @@ class Serve(Gunicorn):
     def __init__(self, store: Store, threads: int) -> None:  # not super(): that would start gunicorn
         self.port = free_port()
         env = {**store.env(), "SARHAD_SERVE_THREADS": str(threads)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+        self.log = store.data_dir / "serve.log"  # a pipe nobody reads would stop the server when full
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
+                env=env, cwd=ROOT, stdout=log, stderr=log,
+            )  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -516,6 +518,10 @@ def growth_run(server_kind: str, total: int, n_clients: int, window: int, worker
             sampler.join()
             server.stop()
         finished.sort()
+        if len(finished) < total:
+            log = getattr(server, "log", None)
+            tail = log.read_text()[-2000:] if log else ""
+            raise SystemExit(f"only {len(finished)} of {total} submissions were answered\n{tail}")
 
         def rate(first: int, last: int) -> float:
             return (last - first) / (finished[last - 1] - finished[first - 1])

@@ -17,9 +17,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, current_app, g
@@ -36,7 +37,8 @@ R = TypeVar("R")
 _WRITE_OPTION = "sarhad_write"
 DEFAULT_WAL_LIMIT = 32 * 1024 * 1024
 BUSY_TIMEOUT_MS = 60_000
-CHECKPOINT_WAIT_MS = 500  # how long a TRUNCATE checkpoint waits for readers before it gives up
+CHECKPOINT_WAIT_MS = 100  # how long a TRUNCATE checkpoint waits for readers before it gives up
+CHECKPOINT_RETRY_SECONDS = 5.0  # after a checkpoint a reader blocked: writes do not wait on it again soon
 log = logging.getLogger(__name__)
 
 
@@ -74,6 +76,8 @@ class Database:
     sessions: sessionmaker[Session]
     blobs: BlobStore
     wal_limit: int = DEFAULT_WAL_LIMIT
+    # (when, WAL size to reach) of the last checkpoint a reader blocked; None when the last one worked
+    _blocked_checkpoint: tuple[float, int] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def create(cls, url: str, blobs: BlobStore, wal_limit: int = DEFAULT_WAL_LIMIT) -> Database:
@@ -112,8 +116,21 @@ class Database:
         return not busy
 
     def _keep_wal_bounded(self) -> None:
-        if self.wal_path is not None and self.wal_size() > self.wal_limit and not self.checkpoint():
-            log.info("the write-ahead log is %d bytes; a reader delays its checkpoint", self.wal_size())
+        if self.wal_path is None:
+            return
+        size = self.wal_size()
+        if size <= self.wal_limit:
+            return
+        # After a try a long reader (an export streaming for minutes) blocked, the next waits a few
+        # seconds or another limit's growth, so that writes do not each pay the wait meanwhile.
+        blocked = self._blocked_checkpoint
+        if blocked and time.monotonic() < blocked[0] + CHECKPOINT_RETRY_SECONDS and size < blocked[1]:
+            return
+        if self.checkpoint():
+            self._blocked_checkpoint = None
+        else:
+            self._blocked_checkpoint = (time.monotonic(), size + self.wal_limit)
+            log.info("the write-ahead log is %d bytes; a reader delays its checkpoint", size)
 
     @contextmanager
     def write(self) -> Iterator[Writer]:

@@ -80,6 +80,8 @@ def serve(app: Flask, host: str, port: int) -> None:
     import waitress
 
     conf = settings(app)
+    # "Task queue depth is N" at every burst of requests: a queue is what the threads are for.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     timeout = conf.serve_channel_timeout_seconds
     waitress.serve(
         AccessLog(app.wsgi_app),
