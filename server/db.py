@@ -150,7 +150,10 @@ class Database:
         # After the commit the files must never be discarded: if moving them fails, they stay staged
         # and recover() rolls them forward (their rows are committed).
         staging.publish()
-        self._keep_wal_bounded()
+        try:
+            self._keep_wal_bounded()
+        except Exception:  # the write has committed: housekeeping must never make it look failed
+            log.exception("could not checkpoint the write-ahead log")
 
     @contextmanager
     def read(self) -> Iterator[Session]:
