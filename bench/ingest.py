@@ -477,10 +477,14 @@ def growth_run(server_kind: str, total: int, n_clients: int, window: int, worker
         largest = [0]
         done = threading.Event()
 
+        # (submissions answered, seconds, server CPU seconds), every half second
+        trace: list[tuple[int, float, float]] = []
+
         def sample() -> None:
-            while not done.wait(0.2):
+            while not done.wait(0.5):
                 with contextlib.suppress(OSError):  # not there between checkpoints
                     largest[0] = max(largest[0], wal.stat().st_size)
+                trace.append((len(finished), time.perf_counter(), server.cpu_seconds()))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -526,9 +530,18 @@ def growth_run(server_kind: str, total: int, n_clients: int, window: int, worker
         def rate(first: int, last: int) -> float:
             return (last - first) / (finished[last - 1] - finished[first - 1])
 
+        def cpu_ms(first: int, last: int) -> float:
+            """Server CPU per submission between the samples nearest these counts: unlike the rate, it
+            hardly moves when other work shares the machine."""
+            a = next(x for x in trace if x[0] >= first)
+            b = next((x for x in trace if x[0] >= last), trace[-1])
+            return (b[2] - a[2]) / max(1, b[0] - a[0]) * 1000
+
         early_from = min(1000, max(1, total - window))
         early = rate(early_from, min(total, early_from + window))
         late = rate(max(1, total - window), total)
+        early_cpu = cpu_ms(early_from, early_from + window)
+        late_cpu = cpu_ms(max(1, total - window), total)
         db_mb = (store.data_dir / "sarhad.db").stat().st_size / 2**20
         label = "sarhad serve (waitress)" if server_kind == "serve" else f"gunicorn {workers}x{threads}"
         print(f"{label}, SQLite, {total:,} submissions through HEAD + POST at {n_clients} clients:")
@@ -537,6 +550,11 @@ def growth_run(server_kind: str, total: int, n_clients: int, window: int, worker
         print(
             f"  ingest rate at {early_from:,} stored: {early:.1f}/s; at {total:,} stored: {late:.1f}/s "
             f"({late / early:.0%} of the early rate; target >= 80%)"
+        )
+        print(
+            f"  server CPU per submission at {early_from:,} stored: {early_cpu:.2f} ms; at {total:,} stored: "
+            f"{late_cpu:.2f} ms ({early_cpu / late_cpu:.0%} of the early speed); load average now "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
     finally:
         store.drop()
