@@ -14,6 +14,15 @@ dropped afterwards) and measures, in the same run and on the same stack:
 - per-submission cost with ``--stored`` submissions already in the store (seeded in bulk with direct
   inserts, which is not what is measured), to show it stays flat as the store grows.
 
+With ``--through N`` it instead measures what a store goes through over weeks: N submissions sent
+through HTTP (HEAD + POST) at ``--clients`` clients into an empty SQLite store, on ``sarhad serve``
+(waitress) or gunicorn (``--server``), sampling the size of ``sarhad.db-wal`` all along. It prints the
+largest the write-ahead log got, the database's size, and the ingest rate over a window of ``--window``
+submissions after the first 1,000 and over the last window (the store then holds N): targets, at N =
+100,000 and 8 clients, a -wal under 64 MB and the last rate within 20% of the first.
+
+    .venv/bin/python bench/ingest.py --through 100000 [--clients 8] [--server serve|gunicorn]
+
 Clients use ``http.client`` with keep-alive and pre-built bodies, so that the load generator (on the same
 two cores) costs as little as possible; it costs the same for the trivial endpoint and for ingest.
 Targets (2 cores): >= 500 submissions/s at 8 clients on SQLite; POST <= 2x the trivial round trip;
@@ -23,6 +32,7 @@ flat cost from 1k to 100k stored.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
 import http.client
@@ -285,6 +295,33 @@ class Gunicorn:
             self.proc.kill()
 
 
+class Serve(Gunicorn):
+    """``sarhad serve`` (waitress, one process) instead of gunicorn."""
+
+    def __init__(self, store: Store, threads: int) -> None:  # not super(): that would start gunicorn
+        self.port = free_port()
+        env = {**store.env(), "SARHAD_SERVE_THREADS": str(threads)}
+        self.log = store.data_dir / "serve.log"  # a pipe nobody reads would stop the server when full
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
+                env=env, cwd=ROOT, stdout=log, stderr=log,
+            )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/v1/health")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("sarhad serve did not start")
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
+
+
 # ---- load -----------------------------------------------------------------------------------------------
 
 
@@ -426,6 +463,103 @@ def report(kind: str, r: dict[str, Any], n_clients: int) -> None:
     print(f"  {kind:10} server RSS {rss:.0f} MB (master + workers), largest worker peak {peak:.0f} MB")
 
 
+def growth_run(server_kind: str, total: int, n_clients: int, window: int, workers: int, threads: int) -> None:
+    """``total`` submissions through HTTP into an empty SQLite store; the -wal's largest size and the
+    ingest rate early on and at the end."""
+    store = new_store("sqlite")
+    try:
+        project_id, token, _form_pk, _version_pk = prepare(store)
+        if server_kind == "serve":
+            server: Gunicorn = Serve(store, threads * workers)
+        else:
+            server = Gunicorn(store, workers, threads)
+        wal = store.data_dir / "sarhad.db-wal"
+        largest = [0]
+        done = threading.Event()
+
+        # (submissions answered, seconds, server CPU seconds), every half second
+        trace: list[tuple[int, float, float]] = []
+
+        def sample() -> None:
+            while not done.wait(0.5):
+                with contextlib.suppress(OSError):  # not there between checkpoints
+                    largest[0] = max(largest[0], wal.stat().st_size)
+                trace.append((len(finished), time.perf_counter(), server.cpu_seconds()))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        finished: list[float] = []
+        lock = threading.Lock()
+        counter = iter(range(total))
+        started = time.perf_counter()
+
+        def work() -> None:
+            client = Client(server.port, token, project_id)
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                client.submit(*multipart(instance_xml(f"uuid:{uuid.uuid4()}")))
+                with lock:
+                    finished.append(time.perf_counter())
+                    n = len(finished)
+                if n % 10_000 == 0:
+                    print(
+                        f"  {n:,} stored after {finished[-1] - started:.0f} s; -wal now "
+                        f"{wal.stat().st_size / 2**20:.1f} MB, largest so far {largest[0] / 2**20:.1f} MB",
+                        flush=True,
+                    )
+
+        try:
+            threads_ = [threading.Thread(target=work) for _ in range(n_clients)]
+            for t in threads_:
+                t.start()
+            for t in threads_:
+                t.join()
+        finally:
+            done.set()
+            sampler.join()
+            server.stop()
+        finished.sort()
+        if len(finished) < total:
+            log = getattr(server, "log", None)
+            tail = log.read_text()[-2000:] if log else ""
+            raise SystemExit(f"only {len(finished)} of {total} submissions were answered\n{tail}")
+
+        def rate(first: int, last: int) -> float:
+            return (last - first) / (finished[last - 1] - finished[first - 1])
+
+        def cpu_ms(first: int, last: int) -> float:
+            """Server CPU per submission between the samples nearest these counts: unlike the rate, it
+            hardly moves when other work shares the machine."""
+            a = next(x for x in trace if x[0] >= first)
+            b = next((x for x in trace if x[0] >= last), trace[-1])
+            return (b[2] - a[2]) / max(1, b[0] - a[0]) * 1000
+
+        early_from = min(1000, max(1, total - window))
+        early = rate(early_from, min(total, early_from + window))
+        late = rate(max(1, total - window), total)
+        early_cpu = cpu_ms(early_from, early_from + window)
+        late_cpu = cpu_ms(max(1, total - window), total)
+        db_mb = (store.data_dir / "sarhad.db").stat().st_size / 2**20
+        label = "sarhad serve (waitress)" if server_kind == "serve" else f"gunicorn {workers}x{threads}"
+        print(f"{label}, SQLite, {total:,} submissions through HEAD + POST at {n_clients} clients:")
+        print(f"  overall {total / (finished[-1] - started):.1f} submissions/s; database {db_mb:.1f} MB")
+        print(f"  largest sarhad.db-wal seen: {largest[0] / 2**20:.1f} MB (target < 64 MB)")
+        print(
+            f"  ingest rate at {early_from:,} stored: {early:.1f}/s; at {total:,} stored: {late:.1f}/s "
+            f"({late / early:.0%} of the early rate; target >= 80%)"
+        )
+        print(
+            f"  server CPU per submission at {early_from:,} stored: {early_cpu:.2f} ms; at {total:,} stored: "
+            f"{late_cpu:.2f} ms ({early_cpu / late_cpu:.0%} of the early speed); load average now "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
+    finally:
+        store.drop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -436,7 +570,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--stored", default="1000,100000", help="store sizes for the growth check")
+    parser.add_argument(
+        "--through", type=int, default=0, help="instead: this many submissions through HTTP (WAL and rate)"
+    )
+    parser.add_argument("--server", choices=("serve", "gunicorn"), default="serve", help="with --through")
+    parser.add_argument("--window", type=int, default=2000, help="with --through: submissions per window")
     args = parser.parse_args()
+    if args.through:
+        growth_run(args.server, args.through, args.clients, args.window, args.workers, args.threads)
+        return
     sizes = [int(s) for s in args.stored.split(",") if s]
     print(f"gunicorn gthread, {args.workers} workers x {args.threads} threads; {os.cpu_count()} CPUs")
     for kind in args.database.split(","):

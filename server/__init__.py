@@ -40,7 +40,8 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
 
-    database = Database.create(settings.sqlalchemy_url, BlobStore(settings.blob_dir))
+    wal_limit = settings.sqlite_wal_limit_mb * 1024 * 1024
+    database = Database.create(settings.sqlalchemy_url, BlobStore(settings.blob_dir), wal_limit=wal_limit)
     from server import console, db, errors, security_headers, signin_limits, url_ids
     from server.api import api
     from server.openrosa import openrosa

@@ -17,7 +17,6 @@ A shared object store (S3, MinIO) would implement the same four operations: stag
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
@@ -26,6 +25,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
+
+from server import file_locks
 
 CHUNK = 1024 * 1024
 _SHA256_LEN = 64
@@ -146,9 +147,7 @@ def _try_lock(path: Path) -> int | None:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except FileNotFoundError:
         return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not file_locks.try_lock(fd):
         os.close(fd)
         return None
     return fd

@@ -71,6 +71,25 @@ class Settings:
         120, "Longest time an XLSForm conversion may take before it is refused."
     )
     log_level: str = _setting("INFO", "Logging level: DEBUG, INFO, WARNING or ERROR.")
+    serve_threads: int = _setting(
+        8,
+        "Worker threads of sarhad serve (waitress). Requests reach a thread only once they have fully "
+        "arrived, so slow clients do not take threads.",
+    )
+    serve_connection_limit: int = _setting(
+        200, "Most connections sarhad serve keeps open at once; more wait in the listen queue."
+    )
+    serve_channel_timeout_seconds: int = _setting(
+        30,
+        "sarhad serve closes a connection that has sent nothing for this long; a request whose body "
+        "stalled is dropped unread, nothing of it is stored.",
+    )
+    sqlite_wal_limit_mb: int = _setting(
+        32,
+        "SQLite only: when the write-ahead log (sarhad.db-wal) grows past this size, the next write "
+        "checkpoints it into the database and truncates it; the file is also cut back to this size "
+        "after every complete checkpoint.",
+    )
     report_min_cell: int = _setting(
         5,
         "Smallest count a donor report shows (k). Counts from 1 to k-1 are hidden, and so are the counts "

@@ -3,14 +3,24 @@
 SQLite runs in WAL mode with ``synchronous=FULL`` so that an acknowledged commit survives a crash or a
 power cut, and write transactions start with ``BEGIN IMMEDIATE`` so that concurrent writers queue on the
 busy timeout instead of failing when a read lock cannot be upgraded.
+
+The write-ahead log stays bounded: SQLite's own checkpoint (every 1000 pages) copies it into the
+database, and the log starts over once no reader still looks at an older snapshot (requests end their
+read transaction before they wait: :func:`end_read`). As a safeguard against a long reader (an export
+streaming for minutes), ``journal_size_limit`` cuts the file back after a complete checkpoint, and a write
+that finds the log past the limit checkpoints it with ``TRUNCATE`` (giving up quickly if a reader is
+still in the way: the next write tries again).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, current_app, g
@@ -25,17 +35,22 @@ from server.models import Blob
 P = ParamSpec("P")
 R = TypeVar("R")
 _WRITE_OPTION = "sarhad_write"
+DEFAULT_WAL_LIMIT = 32 * 1024 * 1024
+BUSY_TIMEOUT_MS = 60_000
+CHECKPOINT_WAIT_MS = 100  # how long a TRUNCATE checkpoint waits for readers before it gives up
+CHECKPOINT_RETRY_SECONDS = 5.0  # after a checkpoint a reader blocked: writes do not wait on it again soon
+log = logging.getLogger(__name__)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, wal_limit: int = DEFAULT_WAL_LIMIT) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, wal_limit)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, wal_limit: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
@@ -43,7 +58,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA journal_size_limit={int(wal_limit)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -59,11 +75,62 @@ class Database:
     engine: Engine
     sessions: sessionmaker[Session]
     blobs: BlobStore
+    wal_limit: int = DEFAULT_WAL_LIMIT
+    # (when, WAL size to reach) of the last checkpoint a reader blocked; None when the last one worked
+    _blocked_checkpoint: tuple[float, int] | None = field(default=None, init=False, repr=False)
 
     @classmethod
-    def create(cls, url: str, blobs: BlobStore) -> Database:
-        engine = make_engine(url)
-        return cls(engine, sessionmaker(engine, expire_on_commit=False), blobs)
+    def create(cls, url: str, blobs: BlobStore, wal_limit: int = DEFAULT_WAL_LIMIT) -> Database:
+        engine = make_engine(url, wal_limit)
+        return cls(engine, sessionmaker(engine, expire_on_commit=False), blobs, wal_limit)
+
+    @functools.cached_property
+    def wal_path(self) -> str | None:
+        """The SQLite write-ahead log's file (None on PostgreSQL or an in-memory database)."""
+        name = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or not name or name == ":memory:":
+            return None
+        return name + "-wal"
+
+    def wal_size(self) -> int:
+        try:
+            return os.path.getsize(self.wal_path) if self.wal_path else 0
+        except OSError:
+            return 0
+
+    def checkpoint(self) -> bool:
+        """Copy the whole write-ahead log into the database and truncate it; False when a reader of an
+        older snapshot was still in the way after a short wait (nothing is lost: the next try does it)."""
+        if self.wal_path is None:
+            return True
+        raw = self.engine.raw_connection()
+        try:
+            conn = raw.driver_connection
+            conn.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+            try:
+                busy, _frames, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        finally:
+            raw.close()
+        return not busy
+
+    def _keep_wal_bounded(self) -> None:
+        if self.wal_path is None:
+            return
+        size = self.wal_size()
+        if size <= self.wal_limit:
+            return
+        # After a try a long reader (an export streaming for minutes) blocked, the next waits a few
+        # seconds or another limit's growth, so that writes do not each pay the wait meanwhile.
+        blocked = self._blocked_checkpoint
+        if blocked and time.monotonic() < blocked[0] + CHECKPOINT_RETRY_SECONDS and size < blocked[1]:
+            return
+        if self.checkpoint():
+            self._blocked_checkpoint = None
+        else:
+            self._blocked_checkpoint = (time.monotonic(), size + self.wal_limit)
+            log.info("the write-ahead log is %d bytes; a reader delays its checkpoint", size)
 
     @contextmanager
     def write(self) -> Iterator[Writer]:
@@ -83,6 +150,10 @@ class Database:
         # After the commit the files must never be discarded: if moving them fails, they stay staged
         # and recover() rolls them forward (their rows are committed).
         staging.publish()
+        try:
+            self._keep_wal_bounded()
+        except Exception:  # the write has committed: housekeeping must never make it look failed
+            log.exception("could not checkpoint the write-ahead log")
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -171,6 +242,19 @@ def write_request(view: Callable[P, R]) -> Callable[P, R]:
                 g.pop("db_writer", None)
 
     return wrapper
+
+
+def end_read() -> None:
+    """End the current request's read transaction now; what it loaded stays readable (detached).
+
+    Call it before a request waits — for the rest of a slow body, for its turn in the group commit.
+    SQLite can restart its write-ahead log only when no reader still looks at an older snapshot: with
+    a few devices sending, some request was always waiting inside its read transaction, so no
+    checkpoint ever completed and ``sarhad.db-wal`` grew by hundreds of megabytes. A later
+    :func:`session` call in the same request simply begins a new transaction."""
+    sess = g.get("db_session")
+    if sess is not None:
+        sess.close()
 
 
 def _close_request_session(_exc: BaseException | None) -> None:

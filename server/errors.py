@@ -53,6 +53,7 @@ class Code(enum.StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "415.1"  # a body of a type this address does not take
     RANGE_NOT_SATISFIABLE = "416.1"  # a Range outside the file
     UNPROCESSABLE = "422.1"  # well-formed, but the values cannot be used
+    BUNDLE_REFUSED = "422.20"  # a sync bundle tampered with, damaged, or made for/by another server
     TOO_MANY_FAILURES = "429.1"  # too many failed sign-ins or wrong tokens: wait (Retry-After)
     UNEXPECTED = "500.1"  # a failure of the server itself; nothing was changed
     STORED_FILE_MISSING = "500.2"  # a row whose stored file is gone: `sarhad doctor`
@@ -224,6 +225,11 @@ def too_large(limit: int) -> Problem:
 
 def unprocessable(message: str, **details: Any) -> Problem:
     return Problem(422, Code.UNPROCESSABLE, message, details)
+
+
+def bundle_refused(reason: str) -> Problem:
+    """A USB bundle central will not take (tampered with, damaged, foreign, or from an unknown hub)."""
+    return Problem(422, Code.BUNDLE_REFUSED, f"The bundle was refused: {reason}.")
 
 
 def too_many_failures(message: str, retry_after: int) -> Problem:

@@ -2,9 +2,11 @@
 ``DELETE /v1/sessions/<token>``), so every line a log prints about a request is passed through
 :func:`redact` first, which prints them as ``***``.
 
-It is installed on Werkzeug's request log (``sarhad serve``) and on the handlers of the root logger (every
-``server.*`` message) by :func:`install`, which ``create_app`` calls; gunicorn's access and error logs
-use :class:`server.gunicorn_logging.RedactingLogger` (``--config python:server.gunicorn_conf``).
+It is installed on the handlers of the root logger (every ``server.*`` and ``waitress`` message) and on
+Werkzeug's request log (the test servers) by :func:`install`, which ``create_app`` calls; the access log
+of ``sarhad serve`` (:mod:`server.serving`) passes its lines through :func:`redact` itself; gunicorn's
+access and error logs use :class:`server.gunicorn_logging.RedactingLogger`
+(``--config python:server.gunicorn_conf``).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from server.errors import Code
 from server.sync import keys, wire
 from server.sync.bundle_format import BundleWriter
 from sync_client import plan
@@ -31,6 +32,9 @@ class ExportReport:
     file_bytes: int = 0
     skipped: int = 0
     path: Path = field(default_factory=Path)
+
+
+BUNDLE_REFUSED = Code.BUNDLE_REFUSED.value
 
 
 def _ledger(config: SyncConfig) -> Ledger:
@@ -114,9 +118,9 @@ def import_bundle(config: SyncConfig, path: Path, receipt_path: Path | None) -> 
                 headers={"Content-Type": "application/octet-stream"},
             )  # fmt: skip
     except CentralRefused as refused:
-        raise SyncError(
-            refused.message.removeprefix("central refused the request: "), ExitCode.ERROR
-        ) from None
+        # Central's own code says the file itself is at fault (tampered, foreign, damaged): exit 6.
+        code = ExitCode.BUNDLE_REFUSED if refused.code == BUNDLE_REFUSED else ExitCode.ERROR
+        raise SyncError(refused.message.removeprefix("central refused the request: "), code) from None
     target = receipt_path or path.with_name(path.name + ".receipt.json")
     target.write_text(json.dumps(signed, indent=2, ensure_ascii=False))
     return signed, target
@@ -139,7 +143,8 @@ def read_receipt(config: SyncConfig, receipt_path: Path) -> dict[str, int]:
         )
         if not keys.verify_signature(key, str(signed.get("signature", "")), wire.canonical_json(body)):
             raise SyncError(
-                "the receipt does not carry central's valid signature; nothing was marked", ExitCode.ERROR
+                "the receipt does not carry central's valid signature; nothing was marked",
+                ExitCode.BUNDLE_REFUSED,
             )
         by_ident = {(i.xml_form_id, i.instance_id, i.sha256): i for i in store.items()}
         held, refused = [], 0

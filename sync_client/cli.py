@@ -2,7 +2,8 @@
 
 Exit codes: 0 everything is at central; 1 unexpected error; 2 bad command line or configuration;
 3 central could not be reached (try later; nothing is lost); 4 central refused the hub's token or a
-right; 5 finished, but some submissions are not at central (listed).
+right; 5 finished, but some submissions are not at central (listed); 6 a bundle or receipt refused
+(tampered with, damaged, or made for or by another server); 7 another ``watch`` already runs for this hub.
 """
 
 from __future__ import annotations

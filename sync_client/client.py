@@ -26,6 +26,8 @@ class ExitCode:
     UNREACHABLE = 3  # central could not be reached: try again later
     REFUSED_TOKEN = 4  # central refused the hub's token
     INCOMPLETE = 5  # finished, but some submissions are not at central (see the report)
+    BUNDLE_REFUSED = 6  # a bundle or receipt tampered with, damaged, or made for/by another server
+    BUSY = 7  # another sarhad-sync watch already runs for this hub
 
 
 class SyncError(Exception):

@@ -61,7 +61,7 @@ def pull_device(
             raise SyncError("say which central project these instances belong to (--project)", ExitCode.USAGE)
         result = push.push(config, quiet=quiet, store=FolderStore(found, project, device))
         report.push_text, report.exit_code = push.describe(result), result.exit_code
-        return report
+        return _count_unreadable(report)
     config.require("hub_data_dir")
     hub = HubWriter(config)
     try:
@@ -91,6 +91,14 @@ def pull_device(
     finally:
         hub.close()
     if report.refused:
+        report.exit_code = ExitCode.INCOMPLETE
+    return _count_unreadable(report)
+
+
+def _count_unreadable(report: DeviceReport) -> DeviceReport:
+    """An instance whose XML does not parse was skipped: it is not at central, so the run cannot end 0
+    (exit 5, listed by :func:`describe`). A worse outcome (central unreachable, token refused) stays."""
+    if report.scan.unreadable and report.exit_code == ExitCode.OK:
         report.exit_code = ExitCode.INCOMPLETE
     return report
 

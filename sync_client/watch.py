@@ -6,6 +6,11 @@ this process; the ledger makes the next run continue). While central is unreacha
 exponentially (with jitter) up to an hour. APScheduler runs one sync at a time (``max_instances=1``)
 and merges runs missed while one was going or while the machine slept (``coalesce``). Ctrl-C or SIGTERM
 stops the child, then the scheduler, cleanly.
+
+One run at a time holds across processes too: a watch holds an exclusive lock on
+``HUB_DATA_DIR/sync-watch.lock`` (``filelock``: fcntl on Linux, msvcrt on Windows; the system drops it
+when the process dies, however it dies), and a second watch for the same hub exits at once with
+:attr:`ExitCode.BUSY`.
 """
 
 from __future__ import annotations
@@ -21,15 +26,17 @@ import threading
 import time
 from typing import Any
 
+import filelock
 import requests
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from sync_client.client import ExitCode
+from sync_client.client import ExitCode, SyncError
 from sync_client.config import ENV_PREFIX, SyncConfig
 
 log = logging.getLogger("sarhad-sync.watch")
 MAX_BACKOFF_SECONDS = 3600.0
+LOCK_FILE = "sync-watch.lock"
 
 
 def child_env(config: SyncConfig) -> dict[str, str]:
@@ -144,5 +151,19 @@ class Watcher:
 
 def watch(config: SyncConfig, pull_forms: bool, echo: Any) -> int:
     config.require("central_url", "token", "hub_data_dir")
+    assert config.hub_data_dir is not None
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    return Watcher(config, pull_forms, echo).run()
+    logging.getLogger("filelock").setLevel(logging.WARNING)
+    lock = filelock.FileLock(config.hub_data_dir / LOCK_FILE)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise SyncError(
+            f"another sarhad-sync watch already runs for the hub in {config.hub_data_dir} (it holds "
+            f"{lock.lock_file}); this one stops. Let that one work, or stop it first (Ctrl-C).",
+            ExitCode.BUSY,
+        ) from None
+    try:
+        return Watcher(config, pull_forms, echo).run()
+    finally:
+        lock.release()

@@ -1,5 +1,6 @@
-"""A fault-injecting TCP proxy on loopback: it cuts connections part-way through a request, truncates
-answers, adds delay, and can throttle to a link's rate. Used by the sync tests and bench/sync.py.
+"""A fault-injecting TCP proxy on loopback: it cuts connections part-way through a request (with a clean
+close, or with a reset as mobile networks and proxies do), truncates answers, adds delay, and can throttle
+to a link's rate. Used by the sync tests and bench/sync.py.
 
 Each accepted connection draws its fate from a seeded random generator, so a failing run can be
 replayed. Counters say how many bytes went each way and how many faults were actually injected.
@@ -11,6 +12,7 @@ import contextlib
 import queue
 import random
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +23,8 @@ from dataclasses import dataclass, field
 class Faults:
     cut_rate: float = 0.0  # share of connections cut after a random number of bytes sent upstream
     cut_within: int = 256 * 1024  # ... somewhere in the first this-many upstream bytes
+    cut_after: int = 0  # ... but not before this many
+    reset: bool = False  # cuts and truncations send a reset (RST, SO_LINGER 0) instead of closing cleanly
     truncate_rate: float = 0.0  # share of connections whose answer is cut part-way
     truncate_within: int = 4096
     delay: float = 0.0  # seconds of latency added to each forwarded piece, one way
@@ -95,7 +99,7 @@ class FaultProxy:
             self.counters.add("connections")
             with self._lock:
                 draw = self.random.random(), self.random.random()
-                cut_at = self.random.randint(0, self.faults.cut_within)
+                cut_at = self.random.randint(self.faults.cut_after, self.faults.cut_within)
                 truncate_at = self.random.randint(0, self.faults.truncate_within)
                 self._open.update((client, upstream))
             faulty = self.enabled
@@ -118,6 +122,7 @@ class FaultProxy:
         pair: tuple[socket.socket, ...],
     ) -> None:
         moved = 0
+        faulted = False
         try:
             for arrived, data in self._pieces(src):
                 if self.faults.delay:
@@ -133,6 +138,7 @@ class FaultProxy:
                         dst.sendall(part)
                         self.counters.add(direction, len(part))
                     self.counters.add("cuts" if direction == "upstream" else "truncations")
+                    faulted = True
                     break
                 self._send_paced(dst, data)
                 moved += len(data)
@@ -140,8 +146,8 @@ class FaultProxy:
         except OSError:
             pass
         finally:
-            for sock in pair:
-                _close(sock)
+            for sock in pair:  # a reset only where a fault ends it: a clean end delivers what is queued
+                _close(sock, reset=faulted and self.faults.reset)
             with self._lock:
                 self._open.difference_update(pair)
 
@@ -187,10 +193,13 @@ class FaultProxy:
             if victims:
                 self.counters.add("cuts")
             for sock in victims:
-                _close(sock)
+                _close(sock, reset=self.faults.reset)
 
 
-def _close(sock: socket.socket) -> None:
+def _close(sock: socket.socket, reset: bool = False) -> None:
     with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
+        if reset:  # linger on, timeout 0: close() sends RST and drops what was not yet sent
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        else:
+            sock.shutdown(socket.SHUT_RDWR)
     sock.close()

@@ -84,7 +84,7 @@ def test_bundle_round_trip_and_refusals(
     (tmp_path / "forged.json").write_text(json.dumps(forged))
     refused_receipt = run_sync(offline, "bundle", "receipt", str(tmp_path / "forged.json"))
     assert (
-        refused_receipt.returncode == 1
+        refused_receipt.returncode == 6
         and "does not carry central's valid signature" in refused_receipt.stderr
     )
 
@@ -93,7 +93,7 @@ def test_bundle_round_trip_and_refusals(
     tampered = tmp_path / "tampered.sarhad"
     tampered.write_bytes(bytes(data))
     answer = run_sync(online, "bundle", "import", str(tampered))
-    assert answer.returncode == 1 and "changed after the hub made it" in answer.stderr
+    assert answer.returncode == 6 and "changed after the hub made it" in answer.stderr
 
     other_central = Store(make_env())
     foreign_key = keys.raw_public_b64(keys.bundle_key(other_central.env.data_dir))
@@ -101,7 +101,7 @@ def test_bundle_round_trip_and_refusals(
     hub.submit(hub_project, instance_xml(new_id(), "Bash-Gumbez"))
     run_sync({**offline, "SARHAD_SYNC_CENTRAL_BUNDLE_KEY": foreign_key}, "bundle", "export", str(foreign))
     answer = run_sync(online, "bundle", "import", str(foreign))
-    assert answer.returncode == 1 and "made for another central server" in answer.stderr
+    assert answer.returncode == 6 and "made for another central server" in answer.stderr
 
     with store.database.write() as w:
         found = w.session.scalar(select(Hub).where(Hub.name == "Murghob-1"))
@@ -110,7 +110,8 @@ def test_bundle_round_trip_and_refusals(
     fresh = tmp_path / "fresh.sarhad"
     run_sync(offline, "bundle", "export", str(fresh))
     answer = run_sync(online, "bundle", "import", str(fresh))
-    assert answer.returncode == 1 and "token was revoked" in answer.stderr
+    assert answer.returncode == 6 and "token was revoked" in answer.stderr
     junk = tmp_path / "junk.sarhad"
     junk.write_bytes(b"hello" * 100)
-    assert "not a Sarhad bundle" in run_sync(online, "bundle", "import", str(junk)).stderr
+    junk_answer = run_sync(online, "bundle", "import", str(junk))
+    assert junk_answer.returncode == 6 and "not a Sarhad bundle" in junk_answer.stderr

@@ -99,3 +99,40 @@ def test_pull_device_straight_to_central(central: tuple[Store, LiveServer], tmp_
     empty.mkdir()
     nothing = run_sync(env, "pull-device", str(empty))
     assert nothing.returncode == 2 and "holds no Collect storage" in nothing.stderr
+
+
+def _broken_instance(top: Path, layout: str) -> str:
+    """An instance folder whose XML does not parse (a copy cut short): its folder name."""
+    name = "Sync survey_2026-11-09_11-00-00"
+    folder = top / LAYOUTS[layout] / "instances" / name
+    folder.mkdir(parents=True)
+    (folder / f"{name}.xml").write_bytes(instance_xml(new_id(), "cut")[:-40])
+    return name
+
+
+def test_pull_device_with_an_unreadable_instance_exits_5(
+    central: tuple[Store, LiveServer], tmp_path: Path
+) -> None:
+    """An instance skipped because its XML does not parse is not at central: exit 5, and it is listed,
+    into the hub and straight to central alike."""
+    store, live = central
+    project = store.project("Ishkoshim")
+    store.publish(project, form_xml())
+    token = store.hub_token("Ishkoshim laptop", project)
+    ids = _tablet(tmp_path / "tablet", "android", 2)
+    broken = _broken_instance(tmp_path / "tablet", "android")
+    hub = Store(sqlite_env(tmp_path / "hub"))
+    hub.publish(hub.project("Ishkoshim"), form_xml())
+    env = sync_env(live.url, token, hub.env.data_dir)
+
+    to_hub = run_sync(env, "pull-device", str(tmp_path / "tablet"))
+    assert to_hub.returncode == 5, to_hub.stderr + to_hub.stdout
+    assert f"skipped {broken}: the XML does not parse" in to_hub.stdout
+    assert {h[2] for h in hub.holdings()} == set(ids)
+
+    to_central = run_sync(
+        env, "pull-device", str(tmp_path / "tablet"), "--to", "central", "--project", "Ishkoshim"
+    )
+    assert to_central.returncode == 5, to_central.stderr + to_central.stdout
+    assert f"skipped {broken}: the XML does not parse" in to_central.stdout
+    assert {h[2] for h in store.holdings()} == set(ids)

@@ -1,5 +1,5 @@
 """``sarhad-sync watch``: syncs whenever central answers, keeps at it, backs off while it does not, and
-stops cleanly on Ctrl-C (SIGINT) or SIGTERM."""
+stops cleanly on Ctrl-C (SIGINT) or SIGTERM; a second watch of the same hub refuses to run."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import AppEnv, free_port, serve_in_thread
-from tests.test_sync_support import Store, form_xml, instance_xml, new_id, sqlite_env, start_sync, sync_env
+from tests.test_sync_support import (
+    Store,
+    form_xml,
+    instance_xml,
+    new_id,
+    run_sync,
+    sqlite_env,
+    start_sync,
+    sync_env,
+)
 
 
 def _wait_for(check: Callable[[], bool], seconds: float) -> bool:
@@ -36,6 +45,10 @@ def test_watch_syncs_repeatedly_and_stops_cleanly(make_env: Callable[[], AppEnv]
         watcher = start_sync(env, "watch")
         try:
             assert _wait_for(lambda: len(central.holdings()) == 1, 60), "the first sync did not happen"
+            # One run at a time across processes: a second watch of the same hub says so and stops.
+            second = run_sync(env, "watch", timeout=60, in_process=False)
+            assert second.returncode == 7, second.stdout + second.stderr
+            assert "another sarhad-sync watch already runs" in second.stderr
             later = new_id()
             hub.submit(hub_project, instance_xml(later, "Savnob"))
             assert _wait_for(lambda: later in {h[2] for h in central.holdings()}, 60), "no second sync"

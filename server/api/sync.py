@@ -155,6 +155,7 @@ def sync_upload_chunk(sha256: str) -> ResponseReturnValue:
         raise errors.bad_request(need_offset)
     size = _byte_count("size", "Give the file's whole size as ?size=N.")
     settings = config.settings()
+    db.end_read()  # the chunk may take minutes to arrive: hold no read snapshot meanwhile
     state = uploads.append(
         db.database(),
         settings.data_dir,
@@ -164,6 +165,7 @@ def sync_upload_chunk(sha256: str) -> ResponseReturnValue:
         request.stream,
         settings.max_request_bytes,
         size=size,
+        raw=request.environ.get("wsgi.input"),
     )
     return jsonify(state.as_json())
 
@@ -226,7 +228,7 @@ def sync_bundle_import() -> ResponseReturnValue:
         try:
             receipt = bundles.import_bundle(db.database(), settings.data_dir, path)
         except bundles.BundleRefused as refused:
-            raise errors.unprocessable(f"The bundle was refused: {refused}.") from None
+            raise errors.bundle_refused(str(refused)) from None
     finally:
         path.unlink(missing_ok=True)
     return jsonify(receipt)

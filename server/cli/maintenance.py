@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from server import migrate
+from server import migrate, serving
 from server.cli import CliContext, pass_ctx
 from server.doctor import examine
 
@@ -21,14 +21,14 @@ from server.doctor import examine
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
 @pass_ctx
 def serve(ctx: CliContext, host: str, port: int) -> None:
-    """Run the built-in server (a field hub or a trial). Upgrades the database first.
+    """Serve Sarhad on waitress (a field hub, a laptop, a Raspberry Pi). Upgrades the database first.
 
-    For production at the centre run gunicorn instead (see the README).
+    At the centre, gunicorn behind nginx is the alternative (see the README).
     """
     migrate.upgrade(ctx.settings.sqlalchemy_url)
     ctx.database.recover_blobs()
     click.echo(f"Sarhad listening on http://{host}:{port}/ (Ctrl-C stops it)")
-    ctx.app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+    serving.serve(ctx.app, host, port)
 
 
 @click.group("db")

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
-from server import migrate, qr
+from server import migrate, qr, serving
 from server.cli import CliContext, pass_ctx
 from server.cli.app_users import show_collect_settings
 from server.cli.forms import publish_files
@@ -101,7 +101,7 @@ def quickstart(
     if no_serve:
         return
     click.echo(f"Sarhad listening on http://{host}:{port}/ (Ctrl-C stops it)")
-    ctx.app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+    serving.serve(ctx.app, host, port)
 
 
 def register(main: click.Group) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import logging
 import os
 import threading
@@ -34,6 +33,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
 
+from server import file_locks
 from server.db import Database, Writer
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class GroupCommitter:
             return
         fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            file_locks.lock(fd)
             yield
         finally:
             os.close(fd)  # closing releases the lock

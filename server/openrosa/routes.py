@@ -327,6 +327,7 @@ def _ingest_staged(
     user_agent = request.headers.get("User-Agent")
     max_xml_bytes = _settings().max_xml_bytes
     committed = False
+    db.end_read()  # no read snapshot held while files are staged and the group commit runs
     try:
         staged: list[tuple[str, StagedBlob]] = [
             (name, staging.add_stream(storage.stream)) for name, storage in attachments

@@ -5,9 +5,9 @@ here), then appends chunks, each with the offset it starts at. A chunk is writte
 file *before* the database transaction opens (a slow link must not hold the write lock), then appended
 to ``DATA_DIR/sync-uploads/<hub>-<sha256>.part`` and the confirmed offset committed in one short
 transaction. When the last byte arrives the file's sha256 is checked and it becomes an ordinary blob.
-A chunk cut short by the link is kept as far as it arrived (its bytes are a prefix of what the hub
-sent, and the whole file's sha256 is checked at the end): the next attempt asks for the offset and
-continues there, so a cut costs only the bytes that were still on the way.
+A chunk cut short by the link — closed cleanly or reset — is kept as far as it arrived (its bytes are
+a prefix of what the hub sent, and the whole file's sha256 is checked at the end): the next attempt
+asks for the offset and continues there, so a cut costs only the bytes that were still on the way.
 """
 
 from __future__ import annotations
@@ -93,19 +93,38 @@ def status(session: Session, hub: Hub, sha256: str) -> UploadState:
     return UploadState(sha256, upload.size, upload.received, False)
 
 
-def _receive(stream: BinaryIO, target: Path, limit: int) -> tuple[int, bool]:
-    """Copy the request body to ``target`` (at most ``limit`` bytes): (bytes, whether the body was cut)."""
+def _receive(stream: BinaryIO, target: Path, limit: int, raw: BinaryIO | None = None) -> tuple[int, bool]:
+    """Copy the request body to ``target`` (at most ``limit`` bytes): (bytes, whether the body was cut).
+
+    ``raw`` is the WSGI server's own input stream under ``stream``: after a cut it may still hold bytes
+    that arrived before the reset (gunicorn gathers a read in a buffer the error skips past)."""
     size = 0
     with target.open("wb") as out:
-        try:
-            while chunk := stream.read(COPY):
-                size += len(chunk)
-                if size > limit:
-                    raise errors.too_large(limit)
-                out.write(chunk)
-        except ClientDisconnected:
-            return size, True
-    return size, False
+        while True:
+            try:
+                chunk = stream.read(COPY)
+            # A clean close comes as werkzeug's ClientDisconnected (the body ended short); a reset (RST,
+            # what mobile networks and proxies send) or a socket timeout as an OSError from the server's
+            # read. Either way what arrived is a prefix of what the hub sent, and it is kept.
+            except (ClientDisconnected, OSError):
+                size += _drain(raw, out, limit - size) if raw is not None else 0
+                return size, True
+            if not chunk:
+                return size, False
+            size += len(chunk)
+            if size > limit:
+                raise errors.too_large(limit)
+            out.write(chunk)
+
+
+def _drain(raw: BinaryIO, out: BinaryIO, room: int) -> int:
+    """What the server still holds of a cut body (its socket now answers end of file): bytes written."""
+    moved = 0
+    with contextlib.suppress(OSError, ValueError):
+        while moved < room and (piece := raw.read(min(COPY, room - moved))):
+            out.write(piece)
+            moved += len(piece)
+    return moved
 
 
 def _sha256_of(path: Path) -> str:
@@ -125,6 +144,7 @@ def append(
     body: BinaryIO,
     limit: int,
     size: int | None = None,
+    raw: BinaryIO | None = None,
 ) -> UploadState:
     """Append one chunk that starts at ``offset``; a wrong offset is a 409 naming the right one.
 
@@ -135,7 +155,7 @@ def append(
     chunk = folder / f"{hub_id}-{sha256}.{uuid.uuid4().hex}.chunk"
     corrupt = False
     try:
-        length, cut = _receive(body, chunk, limit)
+        length, cut = _receive(body, chunk, limit, raw)
         if cut and length == 0:
             raise errors.bad_request("The chunk was cut before any of it arrived.")
         with database.write() as writer:
