@@ -9,6 +9,7 @@ from server.api import (  # noqa: E402, F401
     app_users,
     assignments,
     compression,
+    encryption,
     entities,
     entity_lists,
     exports,

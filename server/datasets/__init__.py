@@ -272,6 +272,7 @@ class AttachmentRecord:
     instance_id: str
     name: str
     blob_sha256: str
+    encrypted: bool = False  # a file of an encrypted envelope (``<name>.enc``)
 
 
 def iter_attachments(
@@ -308,7 +309,7 @@ def iter_attachments(
                 envelope_files[vid] = _encrypted_xml_file(session, vid)
             if name == envelope_files[vid]:
                 continue
-        yield AttachmentRecord(vid, iid, name, sha)
+        yield AttachmentRecord(vid, iid, name, sha, bool(encrypted))
 
 
 def _encrypted_xml_file(session: Session, version_id: int) -> str | None:

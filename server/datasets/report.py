@@ -23,7 +23,7 @@ import datetime as dt
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from server import audit, errors
 from server.datasets import Filters, SubmissionRecord, iter_submissions
 from server.datasets.clean import normalise
+from server.datasets.decrypt import Decryptor, Plain
 from server.datasets.reader import UnreadableXml, read
 from server.datasets.schema import Field, FormSchema
 from server.datasets.suppression import suppress_column, suppress_grid
@@ -306,8 +307,15 @@ def _periods_between(first: str, last: str, unit: str) -> list[str]:
 # ----------------------------------------------------------------------------------------- counting
 
 
-def build_report(session: Session, form: Form, schema: FormSchema, request: ReportRequest) -> Report:
-    """Count, lay out and suppress. Streams the submissions; holds only the counts."""
+def build_report(
+    session: Session,
+    form: Form,
+    schema: FormSchema,
+    request: ReportRequest,
+    decryptor: Decryptor | None = None,
+) -> Report:
+    """Count, lay out and suppress. Streams the submissions; holds only the counts. ``decryptor`` opens
+    encrypted submissions (in memory, one at a time); without it they are not counted, and said so."""
     if not request.rows:
         raise errors.bad_request("Name at least one question to count by (rows).", field="rows")
     row_dims = [parse_dimension(schema, spec, request.lang) for spec in request.rows]
@@ -316,8 +324,11 @@ def build_report(session: Session, form: Form, schema: FormSchema, request: Repo
     not_counted: Counter[str] = Counter()
     for record in iter_submissions(session, form, request.filters):
         if record.encrypted:
-            not_counted["encrypted submissions (their answers cannot be read)"] += 1
-            continue
+            opened = decryptor.open(record.version_id) if decryptor is not None else None
+            if not isinstance(opened, Plain):
+                not_counted["encrypted submissions (their answers cannot be read)"] += 1
+                continue
+            record = replace(record, xml=opened.xml, encrypted=False)
         try:
             values = next(read(record.xml, schema.by_rel, record.instance_id)).values
         except UnreadableXml:
