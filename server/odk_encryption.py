@@ -26,8 +26,13 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import padding as sym_padding
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from lxml import etree
+
+try:  # cryptography keeps CFB among its "decrepit" modes since 47; it is what Collect uses
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB
+except ImportError:  # pragma: no cover - cryptography < 47
+    from cryptography.hazmat.primitives.ciphers.modes import CFB
 
 from server import safe_xml
 
@@ -82,21 +87,13 @@ def iv_for(instance_id: str, key: bytes, index: int) -> bytes:
 
 
 def decrypt_file(key: bytes, iv: bytes, data: bytes) -> bytes:
-    decryptor = Cipher(algorithms.AES(key), modes.CFB(iv)).decryptor()
+    decryptor = Cipher(algorithms.AES(key), CFB(iv)).decryptor()
     padded = decryptor.update(data) + decryptor.finalize()
     unpadder = sym_padding.PKCS7(128).unpadder()
     try:
         return unpadder.update(padded) + unpadder.finalize()
     except ValueError as exc:
         raise Undecryptable("a file does not decrypt to padded data (wrong key or damaged file)") from exc
-
-
-def encrypt_file(key: bytes, iv: bytes, data: bytes) -> bytes:
-    """The inverse of :func:`decrypt_file` (what Collect writes as ``<name>.enc``)."""
-    padder = sym_padding.PKCS7(128).padder()
-    padded = padder.update(data) + padder.finalize()
-    encryptor = Cipher(algorithms.AES(key), modes.CFB(iv)).encryptor()
-    return encryptor.update(padded) + encryptor.finalize()
 
 
 def signature_source(
