@@ -253,6 +253,57 @@ def test_a_tampered_signature_is_flagged_never_dropped(
     assert "encrypted submissions" not in report.read_text()
 
 
+def test_a_tablet_folder_and_a_usb_bundle_carry_the_envelope(
+    encrypted_central: Central, tmp_path: Path, run_cli: RunCli
+) -> None:
+    """Collect's storage as it leaves an encrypted instance (the envelope renamed to the instance's own
+    file name, ``.enc`` files beside it, no plain text) → ``pull-device`` into a hub → a USB bundle →
+    central, where only the passphrase opens it."""
+    from server.sync import keys
+
+    c = encrypted_central
+    version = requests.get(c.url(f"/forms/{FORM_ID}"), headers=c.auth, timeout=10).json()["version"]
+    iid = "uuid:33333333-3333-4333-8333-333333333333"
+    envelope = _envelope(
+        c, instance_xml(iid, SECRET_VILLAGE, "p.jpg", version=version), {"p.jpg": SECRET_PHOTO}
+    )
+    name = "Sync survey_2026-11-05_10-00-00"
+    folder = tmp_path / "tablet" / "Android/data/org.odk.collect.android/files/instances" / name
+    folder.mkdir(parents=True)
+    (folder / f"{name}.xml").write_bytes(envelope.xml)
+    for file_name, data in envelope.files.items():
+        (folder / file_name).write_bytes(data)
+
+    hub = Store(sqlite_env(tmp_path / "hub"))
+    hub.publish(hub.project("Khorog"), requests.get(c.url(f"/forms/{FORM_ID}.xml"), headers=c.auth).content)
+    central_keys = {
+        "SARHAD_SYNC_CENTRAL_BUNDLE_KEY": keys.raw_public_b64(keys.bundle_key(c.store.env.data_dir)),
+        "SARHAD_SYNC_CENTRAL_SIGNING_KEY": keys.raw_public_b64(keys.signing_key(c.store.env.data_dir)),
+    }
+    offline = sync_env("https://central.invalid", c.store.hub_token("USB hub", c.project), hub.env.data_dir,
+                       **central_keys)  # fmt: skip
+    pulled = run_sync(offline, "pull-device", str(tmp_path / "tablet"))
+    assert pulled.returncode == 0 and "into the hub: 1 created" in pulled.stdout, (
+        pulled.stdout + pulled.stderr
+    )
+    bundle = tmp_path / "usb.sarhad"
+    assert run_sync(offline, "bundle", "export", str(bundle)).returncode == 0
+    imported = run_sync({**offline, "SARHAD_SYNC_CENTRAL_URL": c.live.url}, "bundle", "import", str(bundle))
+    assert imported.returncode == 0, imported.stderr + imported.stdout
+    assert {h[1:] for h in c.store.holdings()} == {h[1:] for h in hub.holdings()}  # the envelope, as is
+
+    passphrase_file = tmp_path / "passphrase.txt"
+    passphrase_file.write_text(PASSPHRASE)
+    out = tmp_path / "export.csv.zip"
+    run_cli(
+        c.store.env, "export", FORM_ID, "--project", "Khorog", "-o", str(out), "--passphrase-file",
+        str(passphrase_file),
+    )  # fmt: skip
+    rows, media = _zip_rows(out.read_bytes())
+    assert [(r["KEY"], r["village"], r["_issues"]) for r in rows] == [(iid, SECRET_VILLAGE, "")]
+    assert media == {"p.jpg": SECRET_PHOTO}
+
+
 def test_sarhad_project_encrypt_reads_the_passphrase_from_stdin(make_env: object, run_cli: RunCli) -> None:
     env: AppEnv = make_env()  # type: ignore[operator]
     run_cli(env, "project", "create", "Rushan")
