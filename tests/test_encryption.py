@@ -8,9 +8,11 @@ import base64
 import csv
 import hashlib
 import io
+import logging
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote_plus
 
 import pytest
 import requests
@@ -109,8 +111,9 @@ def test_managed_encryption_publishes_every_form_with_the_key(encrypted_central:
 
 
 def test_tablet_to_hub_to_central_decrypted_only_in_the_export(
-    encrypted_central: Central, tmp_path: Path, run_cli: RunCli
+    encrypted_central: Central, tmp_path: Path, run_cli: RunCli, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     c = encrypted_central
     key_id = requests.get(c.url(""), headers=c.auth, timeout=10).json()["keyId"]
     hub = Store(sqlite_env(tmp_path / "hub"))
@@ -185,10 +188,20 @@ def test_tablet_to_hub_to_central_decrypted_only_in_the_export(
         ]
         assert media == {"photo.jpg": SECRET_PHOTO}
 
+    report = requests.get(
+        c.url(f"/forms/{FORM_ID}/report.csv"),
+        params={"rows": "period", str(key_id): PASSPHRASE},
+        headers=c.auth,
+        timeout=60,
+    )
+    assert report.status_code == 200 and "encrypted submissions" not in report.text, report.text
+    assert f"{key_id}=***" in caplog.text  # the request log prints the passphrase as ***
+    assert PASSPHRASE not in caplog.text and quote_plus(PASSPHRASE) not in caplog.text
+
     # Nothing decrypted was stored at central either; the decryptions are in the audit log.
     with c.store.database.read() as session:
         audits = [a for a in session.scalars(select(AuditEvent)) if a.action == "submission.decrypt"]
-        assert [a.details["keyIds"] for a in audits] == [[key_id], [key_id]]
+        assert [a.details["keyIds"] for a in audits] == [[key_id]] * 3
     c.store.app.extensions["sarhad.db"].engine.dispose()
     blobs = [p for p in (c.store.env.data_dir / "blobs").rglob("*") if p.is_file()]
     assert blobs and not any(SECRET_PHOTO[:64] in p.read_bytes() for p in blobs)

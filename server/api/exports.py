@@ -70,7 +70,7 @@ def _review_states() -> tuple[str, ...]:
     return tuple(states)
 
 
-def _passphrases() -> dict[int, str]:
+def passphrases_given() -> dict[int, str]:
     """Central's way of giving a key's passphrase: ``?{keyId}=passphrase``, or the same as a
     form-encoded POST body (which keeps it out of addresses and access logs)."""
     found: dict[int, str] = {}
@@ -127,7 +127,7 @@ def _send(project_id: int, xml_form_id: str, fmt: Format, *, central: bool) -> R
         )
     database = db.database()
     check_export(session, database, form, fmt, opts)
-    passphrases = _passphrases()
+    passphrases = passphrases_given()
     # Unlocked before anything is audited or streamed: a wrong passphrase is a clear 400.12.
     keys = unlock_keys(session, project.id, passphrases) if passphrases else None
     form_id = form.id
