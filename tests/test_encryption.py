@@ -242,6 +242,21 @@ def test_a_tampered_signature_is_flagged_never_dropped(
     bad.xml = bad.xml.replace(signature, base64.b64encode(forged))
     for instance in (good, bad):
         assert c.store.submit(c.project, instance.xml, instance.files) == "created"
+    # An envelope whose encrypted data file has not arrived yet (Collect sends it in a later part).
+    partial_id = "uuid:44444444-4444-4444-8444-444444444444"
+    partial = _envelope(c, instance_xml(partial_id, "Darshai", version=version), {})
+    c.store.submit(c.project, partial.xml, {})
+    odata = requests.get(c.url(f"/forms/{FORM_ID}.svc/Submissions"), headers=c.auth, timeout=10).json()
+    statuses = {v["__id"]: v["__system"]["status"] for v in odata["value"]}
+    assert statuses == {
+        good_id: "notDecrypted",
+        bad_id: "notDecrypted",
+        partial_id: "missingEncryptedFormData",
+    }
+    locked, _ = _zip_rows(
+        requests.get(c.url(f"/forms/{FORM_ID}/submissions.csv.zip"), headers=c.auth, timeout=30).content
+    )
+    assert {r["KEY"]: r["Status"] for r in locked}[partial_id] == "missing encrypted form data"
 
     passphrase_file = tmp_path / "passphrase.txt"
     passphrase_file.write_text(PASSPHRASE)
@@ -254,16 +269,20 @@ def test_a_tampered_signature_is_flagged_never_dropped(
     by_key = {r["KEY"]: r for r in rows}
     assert by_key[good_id]["village"] == "Vrang" and "signature" not in by_key[good_id]["_issues"]
     assert by_key[bad_id]["village"] == "Yamg" and "signature does not match" in by_key[bad_id]["_issues"]
+    assert (
+        by_key[partial_id]["Status"] == "missing encrypted form data" and by_key[partial_id]["village"] == ""
+    )
+    assert "submission.xml.enc was not received" in by_key[partial_id]["_issues"]
 
     # A report counts them only when it can read them.
     report = tmp_path / "report.csv"
     run_cli(c.store.env, "report", FORM_ID, "--project", "Khorog", "--rows", "period", "-o", str(report))
-    assert "encrypted submissions" in report.read_text()
+    assert "3 encrypted submissions" in report.read_text()
     run_cli(
         c.store.env, "report", FORM_ID, "--project", "Khorog", "--rows", "period", "-o", str(report),
         "--passphrase-file", str(passphrase_file),
     )  # fmt: skip
-    assert "encrypted submissions" not in report.read_text()
+    assert "1 encrypted submissions" in report.read_text()  # only the one whose data has not arrived
 
 
 def test_a_tablet_folder_and_a_usb_bundle_carry_the_envelope(

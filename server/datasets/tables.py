@@ -251,7 +251,11 @@ def meta_values(metas: list[str], row: OutRow) -> list[str]:
         elif meta == "AttachmentsExpected":
             out.append(str(record.attachments_expected))
         elif meta == "Status":
-            out.append("not decrypted" if record.encrypted else "")
+            out.append(
+                ("missing encrypted form data" if record.encrypted_data_missing else "not decrypted")
+                if record.encrypted
+                else ""
+            )
         elif meta == "ReviewState":
             out.append(review_state_text(record.review_state))
         elif meta == "DeviceID":
