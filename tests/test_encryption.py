@@ -24,6 +24,7 @@ from server.models import AuditEvent, FormVersion, ProjectKey
 from server.users import create_user
 from tests.collect_emulator import CollectEmulator, Instance, encrypt, read_form
 from tests.conftest import AppEnv, LiveServer, RunCli, serve_in_thread
+from tests.console_support import Browser
 from tests.openrosa_setup import key_url, make_device
 from tests.test_sync_support import FORM_ID, Store, form_xml, instance_xml, run_sync, sqlite_env, sync_env
 
@@ -257,6 +258,11 @@ def test_a_tampered_signature_is_flagged_never_dropped(
         requests.get(c.url(f"/forms/{FORM_ID}/submissions.csv.zip"), headers=c.auth, timeout=30).content
     )
     assert {r["KEY"]: r["Status"] for r in locked}[partial_id] == "missing encrypted form data"
+    # The console says so instead of showing empty answers.
+    browser = Browser.open(c.live.url)
+    assert browser.sign_in("lead@example.org", PASSWORD).status_code == 302
+    page = browser.get(f"/projects/{c.project}/forms/{FORM_ID}/submissions/{good_id}")
+    assert page.status_code == 200 and 'id="encrypted"' in page.text and "Vrang" not in page.text
 
     passphrase_file = tmp_path / "passphrase.txt"
     passphrase_file.write_text(PASSPHRASE)
