@@ -167,16 +167,24 @@ class Opened:
     media: dict[str, bytes]
     signature_ok: bool | None  # None: the envelope carries no signature
     missing: list[str]  # encrypted files named but not received
+    aes_key: bytes  # the submission's own key, for a second pass over its files
 
 
 def open_envelope(
-    private_key: rsa.RSAPrivateKey, envelope: Envelope, read: Callable[[str], bytes | None]
+    private_key: rsa.RSAPrivateKey,
+    envelope: Envelope,
+    read: Callable[[str], bytes | None],
+    *,
+    aes_key: bytes | None = None,
+    media_only: bool = False,
 ) -> Opened:
     """Decrypt every file of ``envelope`` (``read`` gives an encrypted file's bytes by name, or None).
 
+    ``aes_key``: the submission's key already unwrapped (spares an RSA operation); ``media_only``: only the
+    media, no submission XML and no signature check (an export's second pass over the files).
     Raises :class:`Undecryptable` when the key or the submission's data file does not open.
     """
-    key = unwrap_key(private_key, envelope.b64_key)
+    key = aes_key or unwrap_key(private_key, envelope.b64_key)
     ivs = file_ivs(envelope.instance_id, key)
     media: dict[str, bytes] = {}
     missing: list[str] = []
@@ -190,6 +198,8 @@ def open_envelope(
         plain = decrypt_file(key, iv, data)
         media[plain_name(name)] = plain
         signed.append((plain_name(name), plain))
+    if media_only:
+        return Opened(xml=b"", media=media, signature_ok=None, missing=missing, aes_key=key)
     data = read(envelope.xml_file)
     if data is None:
         raise Undecryptable(f"the submission's data file {envelope.xml_file} was not received")
@@ -206,4 +216,4 @@ def open_envelope(
             signature_ok = private_key.decrypt(base64.b64decode(envelope.b64_signature), oaep()) == expected
         except (ValueError, binascii.Error):
             signature_ok = False
-    return Opened(xml=xml, media=media, signature_ok=signature_ok, missing=missing)
+    return Opened(xml=xml, media=media, signature_ok=signature_ok, missing=missing, aes_key=key)

@@ -26,7 +26,6 @@ from typing import IO, Any
 from server.blobs import BlobCorrupt, BlobMissing
 from server.datasets import iter_attachments
 from server.datasets.codebook import CODEBOOK_HEADER, CONFLICT_HEADER, codebook_lines, conflict_lines
-from server.datasets.decrypt import Plain
 from server.datasets.tables import Dataset, OutRow, Table, sanitize_filename
 from server.odk_encryption import plain_name
 
@@ -174,11 +173,11 @@ def _write_media(
     for att in iter_attachments(dataset.session, dataset.form, dataset.opts.filters):
         name, plain = att.name, None
         if att.encrypted and dataset.decryptor is not None:
-            opened = dataset.decryptor.open(att.version_id)
-            if isinstance(opened, Plain) and plain_name(att.name) in opened.media:
+            media = dataset.decryptor.media(att.version_id)
+            if plain_name(att.name) in media:
                 # Decrypted in memory, under its own name (as Central): never written anywhere else.
                 name = plain_name(att.name)
-                plain = opened.media[name]
+                plain = media[name]
         if allowed is not None and (att.version_id, name) not in allowed:
             continue
         if plain is not None:

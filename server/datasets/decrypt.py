@@ -51,6 +51,9 @@ class Decryptor:
     keys: Mapping[str, RSAPrivateKey]
     opened: int = 0
     _cache: tuple[int, Plain | Failed | None] | None = None
+    # Each opened submission's AES key (32 bytes): a second pass (the zip's media/) skips the RSA step
+    # and the signature check, which the first pass did.
+    _aes_keys: dict[int, bytes] = field(default_factory=dict)
 
     def open(self, version_id: int) -> Plain | Failed | None:
         """The version decrypted; None when none of the keys is its form version's key."""
@@ -60,7 +63,17 @@ class Decryptor:
         self._cache = (version_id, result)
         return result
 
-    def _open(self, version_id: int) -> Plain | Failed | None:
+    def media(self, version_id: int) -> dict[str, bytes]:
+        """Only the media of a version, by plain name (the zip's ``media/``): with the AES key of an
+        earlier :meth:`open` it needs no RSA step and no second signature check."""
+        if self._cache is not None and self._cache[0] == version_id:
+            cached = self._cache[1]
+            return cached.media if isinstance(cached, Plain) else {}
+        result = self._open(version_id, media_only=version_id in self._aes_keys)
+        self._cache = (version_id, result)
+        return result.media if isinstance(result, Plain) else {}
+
+    def _open(self, version_id: int, media_only: bool = False) -> Plain | Failed | None:
         row = self.session.execute(
             select(SubmissionVersion.xml, FormVersion.public_key)
             .join(FormVersion, FormVersion.id == SubmissionVersion.form_version_id)
@@ -85,9 +98,18 @@ class Decryptor:
                 return f.read()
 
         try:
-            opened = open_envelope(self.keys[public], read_envelope(envelope_xml), read)
+            opened = open_envelope(
+                self.keys[public],
+                read_envelope(envelope_xml),
+                read,
+                aes_key=self._aes_keys.get(version_id),
+                media_only=media_only,
+            )
         except Undecryptable as exc:
             return Failed(f"encryption: could not be decrypted: {exc}")
+        if media_only:
+            return Plain("", opened.media)
+        self._aes_keys[version_id] = opened.aes_key
         issues = []
         if opened.signature_ok is False:
             issues.append(SIGNATURE_MISMATCH)
