@@ -43,6 +43,7 @@ from server.models import (
     User,
     utcnow,
 )
+from server.project_keys import encrypted_xml, project_key
 
 ITEMSETS_CSV = "itemsets.csv"
 
@@ -186,8 +187,6 @@ def with_project_key(session: Session, project: Project, source: FormSource) -> 
     """A form of a project with managed encryption gets the project's public key and its version
     suffix (the same suffix every time, so publishing the same file again is "already published").
     A form that brings its own ``public_key`` keeps it."""
-    from server.project_keys import encrypted_xml, project_key
-
     key = project_key(session, project)
     if key is None or source.info.public_key is not None:
         return source
