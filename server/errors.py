@@ -32,6 +32,8 @@ class Code(enum.StrEnum):
     UNKNOWN_PROPERTY = "400.19"  # an OData $filter or $select naming no property
     BAD_SKIPTOKEN = "400.20"  # an OData $skiptoken this server did not give out
     INVALID_TYPE = "400.11"  # a JSON value of the wrong type
+    UNDECRYPTABLE = "400.12"  # a wrong passphrase, or encrypted data that does not open with the key
+    PASSPHRASE_TOO_SHORT = "400.21"  # a passphrase shorter than the rule (Central: 10 characters)
     UNKNOWN_SELECT = "400.23"  # an OData $select naming no property of an entity list
     INVALID_ENTITY = "400.28"  # an entity whose data names no property of its list
     UNEXPECTED_PARAMETERS = "400.31"  # a JSON body with keys this request does not take
@@ -44,6 +46,7 @@ class Code(enum.StrEnum):
     NOT_ACCEPTABLE = "406.1"  # no answer in a form the client accepts
     FORM_CLOSED = "409.2"  # the form is closed and takes no submissions
     CONFLICT = "409.3"  # already exists, or a payload kept for review instead of applied
+    ALREADY_ACTIVE = "409.4"  # a feature that is on already (managed encryption) and cannot be redone
     PUBLISHED_VERSION_DIFFERS = "409.6"  # a published form version (or its media) never changes
     ENTITY_VERSION_CONFLICT = "409.15"  # an entity update based on a version that is not the current one
     UPLOAD_OFFSET = "409.20"  # a sync upload chunk that does not start where central stands
@@ -187,6 +190,30 @@ def not_found(message: str = "Could not find the resource you were looking for."
 def conflict(message: str, **details: Any) -> Problem:
     """Already exists, or a payload kept for review instead of applied (Central's 409.3)."""
     return Problem(409, Code.CONFLICT, message, details)
+
+
+def undecryptable(message: str = "", **details: Any) -> Problem:
+    """Central's 400.12: a wrong passphrase (or data that does not open with the key)."""
+    text = "Could not perform decryption. Double check your passphrase and your data and try again."
+    return Problem(400, Code.UNDECRYPTABLE, f"{text} {message}".strip(), details)
+
+
+def passphrase_too_short(minimum: int) -> Problem:
+    return Problem(
+        400,
+        Code.PASSPHRASE_TOO_SHORT,
+        f"The passphrase must be at least {minimum} characters long.",
+        {"minimum": minimum},
+    )
+
+
+def already_active(feature: str) -> Problem:
+    return Problem(
+        409,
+        Code.ALREADY_ACTIVE,
+        f"Could not activate feature ({feature}) as it was already activated. It cannot be turned off.",
+        {"feature": feature},
+    )
 
 
 def form_closed(form_id: str) -> Problem:

@@ -123,8 +123,27 @@ class Project(Base):
     coordinators_see_personal: Mapped[bool] = mapped_column(Boolean, default=False)
     # Collect deviceIDs whose submissions are tests, left out of datasets.
     test_device_ids: Mapped[list[Any]] = mapped_column(default=list)
+    # Managed encryption (as ODK Central): the project's key; once set, every form is published with its
+    # public half and it is never unset (see server/project_keys.py).
+    key_id: Mapped[int | None]
 
     forms: Mapped[list[Form]] = relationship(back_populates="project")
+
+
+class ProjectKey(Base):
+    """An RSA key pair of managed encryption. The private key is kept only encrypted under a passphrase
+    the server never stores (``private`` holds the KDF, its parameters, salt, nonce and ciphertext)."""
+
+    __tablename__ = "project_key"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id"), index=True)
+    public: Mapped[str] = mapped_column(Text)  # base64 DER SubjectPublicKeyInfo, as forms carry it
+    private: Mapped[dict[str, Any]] = mapped_column()
+    managed: Mapped[bool] = mapped_column(Boolean, default=True)
+    hint: Mapped[str | None] = mapped_column(Text)
+    version_suffix: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
 
 
 class User(Base):
@@ -648,6 +667,7 @@ __all__ = [
     "Hub",
     "HubProject",
     "Project",
+    "ProjectKey",
     "ProjectRole",
     "ReviewState",
     "Role",

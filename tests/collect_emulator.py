@@ -630,7 +630,13 @@ def encrypt(form: FormModel, instance: Instance) -> Instance:
     seed = bytearray(hashlib.md5(instance.instance_id.encode() + key, usedforsecurity=False).digest())
     plain = [*instance.files.items(), ("submission.xml", instance.xml)]
     encrypted: dict[str, bytes] = {}
-    signature_lines = [form.form_id, form.version, encrypted_key, instance.instance_id]
+    # Collect signs the version only when the form has one.
+    signature_lines = [
+        form.form_id,
+        *([form.version] if form.version else []),
+        encrypted_key,
+        instance.instance_id,
+    ]
     for index, (name, data) in enumerate(plain):
         seed[index % 16] = (seed[index % 16] + 1) % 256
         padder = padding.PKCS7(128).padder()

@@ -11,6 +11,7 @@ from server.api import (  # noqa: E402, F401
     audits,
     compression,
     conflicts,
+    encryption,
     entities,
     entity_lists,
     exports,

@@ -13,6 +13,10 @@
   ``?includeRejected=true``, ``?includeDeleted=true``, ``?includeTest=true``, ``?attachments=false``,
   ``?splitSelectMultiples=true``, ``?groupPaths=false``.
 
+Encrypted submissions come out "not decrypted" unless the request gives a key's passphrase as Central
+does, ``?{keyId}=passphrase`` or the same in a form-encoded POST body (then they are decrypted on the
+way out, never stored in plain text; a wrong passphrase is 400.12).
+
 Any role in the project may download; what it sees is decided by ``server.datasets.redact``. Every
 download is in the audit log (``form.submission.export``) before its first byte is sent.
 """
@@ -40,6 +44,7 @@ from server.datasets.redact import access_for
 from server.datasets.tables import ExportOptions
 from server.forms.publish import find_form
 from server.models import Form
+from server.project_keys import unlock_keys
 from server.projects import find_project
 
 _TRUE = {"true", "1", "yes"}
@@ -63,6 +68,17 @@ def _review_states() -> tuple[str, ...]:
     for raw in request.args.getlist("reviewState"):
         states += [s.strip() for s in raw.split(",") if s.strip()]
     return tuple(states)
+
+
+def passphrases_given() -> dict[int, str]:
+    """Central's way of giving a key's passphrase: ``?{keyId}=passphrase``, or the same as a
+    form-encoded POST body (which keeps it out of addresses and access logs)."""
+    found: dict[int, str] = {}
+    for source in (request.args, request.form if request.method == "POST" else {}):
+        for name, value in source.items():
+            if name.isdigit() and value:
+                found[int(name)] = value
+    return found
 
 
 def content_disposition(name: str) -> str:
@@ -111,31 +127,35 @@ def _send(project_id: int, xml_form_id: str, fmt: Format, *, central: bool) -> R
         )
     database = db.database()
     check_export(session, database, form, fmt, opts)
+    passphrases = passphrases_given()
+    # Unlocked before anything is audited or streamed: a wrong passphrase is a clear 400.12.
+    keys = unlock_keys(session, project.id, passphrases) if passphrases else None
     form_id = form.id
     with database.write() as writer:
         fresh = writer.session.get(Form, form_id)
         assert fresh is not None
-        record_export(writer.session, fresh, fmt, opts, user, via="api")
+        record_export(writer.session, fresh, fmt, opts, user, via="api", key_ids=sorted(passphrases))
     name = download_name(form, fmt, media=central and opts.attachments)
-    response = Response(stream_export(database, form_id, fmt, opts), mimetype=None)
+    response = Response(stream_export(database, form_id, fmt, opts, keys), mimetype=None)
     response.headers["Content-Type"] = fmt.content_type
     response.headers["Content-Disposition"] = content_disposition(name)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-@api.get("/projects/<int:project_id>/forms/<xml_form_id>/submissions.csv.zip")
+@api.route("/projects/<int:project_id>/forms/<xml_form_id>/submissions.csv.zip", methods=["GET", "POST"])
 def central_csv_zip(project_id: int, xml_form_id: str) -> ResponseReturnValue:
     return _send(project_id, xml_form_id, find_format("csv.zip"), central=True)
 
 
-@api.get("/projects/<int:project_id>/forms/<xml_form_id>/submissions.csv")
+@api.route("/projects/<int:project_id>/forms/<xml_form_id>/submissions.csv", methods=["GET", "POST"])
 def central_csv(project_id: int, xml_form_id: str) -> ResponseReturnValue:
     return _send(project_id, xml_form_id, find_format("csv"), central=True)
 
 
-@api.get(
-    "/projects/<int:project_id>/forms/<xml_form_id>/export.<any('csv.zip','xlsx','jsonl','geojson'):fmt>"
+@api.route(
+    "/projects/<int:project_id>/forms/<xml_form_id>/export.<any('csv.zip','xlsx','jsonl','geojson'):fmt>",
+    methods=["GET", "POST"],
 )
 def sarhad_export(project_id: int, xml_form_id: str, fmt: str) -> ResponseReturnValue:
     return _send(project_id, xml_form_id, find_format(fmt), central=False)

@@ -45,7 +45,7 @@ from server.forms.publish import (
     source_from_xform,
     source_from_xlsform,
 )
-from server.models import Form, FormMedia, FormState, FormVersion
+from server.models import Form, FormMedia, FormState, FormVersion, ProjectKey
 from server.projects import find_project
 from server.url_ids import id_problem
 
@@ -81,12 +81,19 @@ def form_json(form: Form, version: FormVersion | None) -> dict[str, Any]:
         "state": form.state,
         "enketoId": None,
         "enketoOnceId": None,
-        "keyId": None,
+        "keyId": key_id_of(version),
         "encrypted": bool(version and version.public_key),
         "createdAt": iso(form.created_at),
         "updatedAt": iso(form.updated_at),
         "publishedAt": iso(version.published_at) if version else None,
     }
+
+
+def key_id_of(version: FormVersion | None) -> int | None:
+    """The managed key a version is encrypted with (Central's form ``keyId``); None otherwise."""
+    if version is None or version.public_key is None:
+        return None
+    return db.session().scalar(select(ProjectKey.id).where(ProjectKey.public == version.public_key))
 
 
 def _shown_version(form: Form) -> FormVersion | None:

@@ -18,7 +18,7 @@ def project_json(project: Project) -> dict[str, object]:
         "name": project.name,
         "description": project.description,
         "archived": project.archived,
-        "keyId": None,
+        "keyId": project.key_id,
         "createdAt": iso(project.created_at),
         "updatedAt": None,
         "deletedAt": None,

@@ -49,6 +49,13 @@ class ProjectRequest(Schema):
     description = fields.String(load_default=None, allow_none=True)
 
 
+class KeyRequest(Schema):
+    """``POST /v1/projects/{p}/key``: managed encryption's passphrase (checked by server.project_keys)."""
+
+    passphrase = fields.String(load_default=None, allow_none=True)
+    hint = fields.String(load_default=None, allow_none=True)
+
+
 class ReportQuery(Schema):
     """``GET .../forms/{f}/report.{csv|xlsx}``: what to count by, and which submissions."""
 

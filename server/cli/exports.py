@@ -16,6 +16,7 @@ import click
 from server import errors
 from server.auth import find_active_user
 from server.cli import CliContext, pass_ctx, write_file_atomically
+from server.cli.passphrases import PASSPHRASE_FILE_OPTION, unlock_from_file
 from server.datasets import Filters, parse_bound
 from server.datasets.codebook import CODEBOOK_HEADER, CONFLICT_HEADER, codebook_lines, conflict_lines
 from server.datasets.export import (
@@ -75,6 +76,7 @@ def _format_from_name(output: Path) -> str | None:
     default=None,
     help="Apply this role's redaction (the operator is raw otherwise).",
 )
+@PASSPHRASE_FILE_OPTION
 @pass_ctx
 def export(
     ctx: CliContext,
@@ -95,6 +97,7 @@ def export(
     split_select_multiples: bool,
     as_email: str | None,
     role: str | None,
+    passphrase_file: Path | None,
 ) -> None:
     """Export FORM_ID's submissions with the cleaning pipeline, labels and a codebook."""
     fmt = fmt or _format_from_name(output)
@@ -136,10 +139,11 @@ def export(
             attachments=not no_attachments,
         )
         check_export(session, database, form, export_format, opts)
-        record_export(session, form, export_format, opts, actor, via="cli")
+        keys, key_ids = unlock_from_file(session, project, passphrase_file)
+        record_export(session, form, export_format, opts, actor, via="cli", key_ids=key_ids)
         form_pk = form.id
     with ctx.app.app_context():
-        write_file_atomically(output, stream_export(database, form_pk, export_format, opts))
+        write_file_atomically(output, stream_export(database, form_pk, export_format, opts, keys))
         sidecars = _write_sidecars(ctx, form_pk, opts, output) if fmt in ("jsonl", "geojson") else []
     size = output.stat().st_size
     who = f"as {as_email} ({access.level})" if as_email else f"{access.role} ({access.level})"

@@ -1,4 +1,4 @@
-"""``sarhad project create|list``."""
+"""``sarhad project create|list|encrypt``."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import click
 from sqlalchemy import select
 
 from server.cli import CliContext, pass_ctx
+from server.cli.users import read_password
 from server.models import Project
-from server.projects import create_project
+from server.project_keys import enable_managed_encryption
+from server.projects import create_project, find_project
 
 
 @click.group("project")
@@ -34,6 +36,24 @@ def list_(ctx: CliContext) -> None:
         for project in session.scalars(select(Project).order_by(Project.id)):
             flag = " (archived)" if project.archived else ""
             click.echo(f"{project.id}\t{project.name}{flag}")
+
+
+@project_group.command("encrypt")
+@click.argument("project_ref")
+@click.option("--hint", default=None, help="A reminder of the passphrase, shown beside the key (not secret).")
+@pass_ctx
+def encrypt(ctx: CliContext, project_ref: str, hint: str | None) -> None:
+    """Turn on managed encryption for a project (for good): reads the passphrase from standard input,
+    makes the project's key pair and publishes every form again with its public key."""
+    passphrase = read_password("Passphrase (at least 10 characters; it cannot be recovered)")
+    with ctx.write() as w:
+        project = find_project(w.session, project_ref)
+        key = enable_managed_encryption(w.session, project, passphrase, hint, None, via="cli")
+        forms = len(project.forms)
+        click.echo(
+            f"project {project.id} ({project.name}) is encrypted with key {key.id}; {forms} form(s) "
+            "published again with its public key. Without the passphrase its new submissions cannot be read."
+        )
 
 
 def register(main: click.Group) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from server.cli import CliContext, pass_ctx, write_file_atomically
+from server.cli.passphrases import PASSPHRASE_FILE_OPTION, unlock_from_file
 from server.datasets import Filters, parse_bound
 from server.datasets.export import check_language
 from server.datasets.report import ReportRequest, split_dimensions
@@ -35,6 +36,7 @@ from server.projects import find_project
     default=None,
     help="Hide counts below this (>= SARHAD_REPORT_MIN_CELL).",
 )
+@PASSPHRASE_FILE_OPTION
 @pass_ctx
 def report(
     ctx: CliContext,
@@ -48,6 +50,7 @@ def report(
     since: str | None,
     until: str | None,
     min_cell_asked: int | None,
+    passphrase_file: Path | None,
 ) -> None:
     """Count FORM_ID's submissions by questions for donors, hiding counts that could single someone out."""
     fmt = check_report_format(fmt or output.suffix.lstrip(".").lower())
@@ -61,9 +64,13 @@ def report(
         min_cell=min_cell(ctx.settings.report_min_cell, min_cell_asked),
     )
     with ctx.read() as session:
-        form_pk = find_form(session, find_project(session, project_ref).id, form_id).id
+        project = find_project(session, project_ref)
+        form_pk = find_form(session, project.id, form_id).id
+        keys, key_ids = unlock_from_file(session, project, passphrase_file)
     with ctx.app.app_context():
-        result, data = produce_report(ctx.database, form_pk, request, fmt, actor=None, via="cli")
+        result, data = produce_report(
+            ctx.database, form_pk, request, fmt, actor=None, via="cli", keys=keys, key_ids=key_ids
+        )
     write_file_atomically(output, [data])
     counted = result.grid[-1][-1]
     click.echo(

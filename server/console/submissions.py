@@ -296,6 +296,8 @@ class AnswerGroup:
 
 
 def _answers(fa: FormAccess, version: SubmissionVersion, lang: str) -> list[AnswerGroup]:
+    if version.encrypted:  # an envelope: nothing in it is an answer (the page says so)
+        return []
     schema = fa.schema(db.session())
     groups = []
     try:

@@ -134,6 +134,9 @@ class SubmissionRecord:
     attachments_present: int
     attachments_expected: int
     edits: int
+    # An encrypted one whose encrypted data file (submission.xml.enc) has not arrived yet: Central's
+    # "missing encrypted form data" rather than "not decrypted".
+    encrypted_data_missing: bool = False
 
 
 def submissions_query(form: Form, project: Project, filters: Filters) -> Select[Any]:
@@ -263,6 +266,7 @@ def records(session: Session, form: Form, stmt: Select[Any]) -> Iterator[Submiss
             attachments_present=int(present or 0),
             attachments_expected=int(expected or 0),
             edits=max(int(versions or 1) - 1, 0),
+            encrypted_data_missing=bool(enc) and _encrypted_data_missing(session, vid, xml),
         )
 
 
@@ -272,6 +276,7 @@ class AttachmentRecord:
     instance_id: str
     name: str
     blob_sha256: str
+    encrypted: bool = False  # a file of an encrypted envelope (``<name>.enc``)
 
 
 def iter_attachments(
@@ -308,7 +313,20 @@ def iter_attachments(
                 envelope_files[vid] = _encrypted_xml_file(session, vid)
             if name == envelope_files[vid]:
                 continue
-        yield AttachmentRecord(vid, iid, name, sha)
+        yield AttachmentRecord(vid, iid, name, sha, bool(encrypted))
+
+
+def _encrypted_data_missing(session: Session, version_id: int, envelope: str) -> bool:
+    """Whether an encrypted version still lacks its encrypted data file (one query, encrypted ones only)."""
+    name = encrypted_xml_file(envelope)
+    if name is None:
+        return True
+    sha = session.scalar(
+        select(SubmissionAttachment.blob_sha256).where(
+            SubmissionAttachment.version_id == version_id, SubmissionAttachment.name == name
+        )
+    )
+    return sha is None
 
 
 def _encrypted_xml_file(session: Session, version_id: int) -> str | None:

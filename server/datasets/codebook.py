@@ -44,7 +44,8 @@ META_DESCRIPTIONS = {
     "SubmitterName": "Name of that app user or web user (a pseudonym unless your role sees personal data).",
     "AttachmentsPresent": "Files of the current version the server has received.",
     "AttachmentsExpected": "Files the current version names.",
-    "Status": "'not decrypted' for an encrypted submission exported without its key; empty otherwise.",
+    "Status": "'not decrypted' for an encrypted submission exported without its key ('missing encrypted "
+    "form data' while its encrypted data file has not arrived); empty otherwise.",
     "ReviewState": "hasIssues, edited, approved or rejected; empty when not reviewed yet.",
     "DeviceID": "Device id of the current version (pseudonymised unless your role sees personal data).",
     "Edits": "How many times the submission was edited after it was first sent.",

@@ -27,6 +27,7 @@ from server.blobs import BlobCorrupt, BlobMissing
 from server.datasets import iter_attachments
 from server.datasets.codebook import CODEBOOK_HEADER, CONFLICT_HEADER, codebook_lines, conflict_lines
 from server.datasets.tables import Dataset, OutRow, Table, sanitize_filename
+from server.odk_encryption import plain_name
 
 CHUNK_BYTES = 256 * 1024
 log = logging.getLogger(__name__)
@@ -170,7 +171,20 @@ def _write_media(
 ) -> Iterator[bytes]:
     allowed = dataset.allowed_attachments
     for att in iter_attachments(dataset.session, dataset.form, dataset.opts.filters):
-        if allowed is not None and (att.version_id, att.name) not in allowed:
+        name, plain = att.name, None
+        if att.encrypted and dataset.decryptor is not None:
+            media = dataset.decryptor.media(att.version_id)
+            if plain_name(att.name) in media:
+                # Decrypted in memory, under its own name (as Central): never written anywhere else.
+                name = plain_name(att.name)
+                plain = media[name]
+        if allowed is not None and (att.version_id, name) not in allowed:
+            continue
+        if plain is not None:
+            with zf.open(_entry(f"media/{sanitize_filename(name)}"), "w", force_zip64=True) as target:
+                target.write(plain)
+            if sink.size >= CHUNK_BYTES:
+                yield sink.take()
             continue
         try:
             source = open_blob(att.blob_sha256)

@@ -9,14 +9,16 @@ request's session is gone by the time a streamed body is sent).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from sqlalchemy.orm import Session
 
 from server import audit, errors
 from server.datasets.csv_zip import stream_csv_zip, stream_root_csv
+from server.datasets.decrypt import Decryptor
 from server.datasets.geojson import has_geopoints, stream_geojson
 from server.datasets.jsonl import stream_jsonl
 from server.datasets.schema import FormSchema, blob_media_reader, load_schema
@@ -26,6 +28,7 @@ from server.db import Database
 from server.models import AppUser, Form, User
 
 AUDIT_ACTION = "form.submission.export"
+DECRYPT_ACTION = "submission.decrypt"  # no such action in Central: its exports log only the export
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,28 @@ def check_export(session: Session, database: Database, form: Form, fmt: Format, 
 
 
 def record_export(
-    session: Session, form: Form, fmt: Format, opts: ExportOptions, actor: User | AppUser | None, via: str
+    session: Session,
+    form: Form,
+    fmt: Format,
+    opts: ExportOptions,
+    actor: User | AppUser | None,
+    via: str,
+    key_ids: list[int] | None = None,
 ) -> None:
+    """The export in the audit log; with ``key_ids`` it decrypts, and a ``submission.decrypt`` row says
+    so on its own (who opened which form's encrypted data with which keys)."""
+    if key_ids:
+        audit.record(
+            session,
+            DECRYPT_ACTION,
+            actor=actor,
+            project_id=form.project_id,
+            target_type="form",
+            target_id=form.xml_form_id,
+            keyIds=key_ids,
+            format=fmt.name,
+            via=via,
+        )
     audit.record(
         session,
         AUDIT_ACTION,
@@ -91,6 +114,7 @@ def record_export(
         options=opts.describe(),
         access=opts.access.describe(),
         via=via,
+        decrypted=bool(key_ids),
     )
 
 
@@ -100,13 +124,21 @@ def download_name(form: Form, fmt: Format, *, media: bool = False) -> str:
     return sanitize_filename(form.xml_form_id) + suffix
 
 
-def stream_export(database: Database, form_id: int, fmt: Format, opts: ExportOptions) -> Iterator[bytes]:
-    """The export's bytes; opens (and closes) its own read session."""
+def stream_export(
+    database: Database,
+    form_id: int,
+    fmt: Format,
+    opts: ExportOptions,
+    keys: Mapping[str, RSAPrivateKey] | None = None,
+) -> Iterator[bytes]:
+    """The export's bytes; opens (and closes) its own read session. ``keys`` (private keys by their
+    public half, unlocked by :func:`server.project_keys.unlock_keys`) open encrypted submissions."""
     with database.read() as session:
         form = session.get(Form, form_id)
         assert form is not None
         schema = schema_for(session, database, form, opts)
-        dataset = Dataset(session, form, schema, opts)
+        decryptor = Decryptor(session, database.blobs, keys) if keys else None
+        dataset = Dataset(session, form, schema, opts, decryptor=decryptor)
         select_values = dataset.select_values() if opts.split_select_multiples else None
         tables: list[Table] = build_tables(schema, opts, select_values)
         if fmt.name == "csv.zip":

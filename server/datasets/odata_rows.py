@@ -172,7 +172,11 @@ def system_json(record: SubmissionRecord) -> dict[str, Any]:
         "submitterName": record.submitter_name,
         "attachmentsPresent": record.attachments_present,
         "attachmentsExpected": record.attachments_expected,
-        "status": "notDecrypted" if record.encrypted else None,
+        "status": (
+            ("missingEncryptedFormData" if record.encrypted_data_missing else "notDecrypted")
+            if record.encrypted
+            else None
+        ),
         "reviewState": review_state_json(record.review_state),
         "deviceId": record.device_id,
         "edits": record.edits,

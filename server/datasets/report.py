@@ -27,7 +27,7 @@ import datetime as dt
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from server import audit, errors
 from server.datasets import Filters, SubmissionRecord, iter_submissions
 from server.datasets.clean import normalise
+from server.datasets.decrypt import Decryptor, Plain
 from server.datasets.reader import UnreadableXml, read
 from server.datasets.schema import Field, FormSchema
 from server.datasets.suppression import suppress_column, suppress_grid, whole_group_lines
@@ -341,13 +342,24 @@ def _periods_between(first: str, last: str, unit: str) -> list[str]:
 # ----------------------------------------------------------------------------------------- counting
 
 
-def build_report(session: Session, form: Form, schema: FormSchema, request: ReportRequest) -> Report:
-    """Count, lay out and suppress. Streams the submissions; holds only the counts."""
-    return build_reports(session, form, schema, [request])[0]
+def build_report(
+    session: Session,
+    form: Form,
+    schema: FormSchema,
+    request: ReportRequest,
+    decryptor: Decryptor | None = None,
+) -> Report:
+    """Count, lay out and suppress. Streams the submissions; holds only the counts. ``decryptor`` opens
+    encrypted submissions (in memory, one at a time); without it they are not counted, and said so."""
+    return build_reports(session, form, schema, [request], decryptor)[0]
 
 
 def build_reports(
-    session: Session, form: Form, schema: FormSchema, requests: list[ReportRequest]
+    session: Session,
+    form: Form,
+    schema: FormSchema,
+    requests: list[ReportRequest],
+    decryptor: Decryptor | None = None,
 ) -> list[Report]:
     """Several reports of one form from one pass over its submissions (the dashboard draws many tables
     of a form); they share the first request's filters."""
@@ -355,7 +367,7 @@ def build_reports(
     counts: list[Counter[tuple[tuple[str, ...], str]]] = [Counter() for _ in requests]
     not_counted: Counter[str] = Counter()
     filters = requests[0].filters if requests else Filters()
-    for record, values in readable_rows(session, form, schema, filters, not_counted):
+    for record, values in readable_rows(session, form, schema, filters, not_counted, decryptor):
         for (row_dims, col_dim), counted in zip(dims, counts, strict=True):
             row_key = tuple(d.key_of(record, values) for d in row_dims)
             counted[row_key, col_dim.key_of(record, values) if col_dim else ""] += 1
@@ -380,15 +392,23 @@ def _dimensions(schema: FormSchema, request: ReportRequest) -> tuple[list[Dimens
 
 
 def readable_rows(
-    session: Session, form: Form, schema: FormSchema, filters: Filters, not_counted: Counter[str]
+    session: Session,
+    form: Form,
+    schema: FormSchema,
+    filters: Filters,
+    not_counted: Counter[str],
+    decryptor: Decryptor | None = None,
 ) -> Iterator[tuple[SubmissionRecord, dict[str, str]]]:
     """Each counted submission with its root row's values, through the one reader; what cannot be read
     is tallied in ``not_counted`` by reason. Every aggregate (reports, the console's dashboard) counts
     from here."""
     for record in iter_submissions(session, form, filters):
         if record.encrypted:
-            not_counted["encrypted submissions (their answers cannot be read)"] += 1
-            continue
+            opened = decryptor.open(record.version_id) if decryptor is not None else None
+            if not isinstance(opened, Plain):
+                not_counted["encrypted submissions (their answers cannot be read)"] += 1
+                continue
+            record = replace(record, xml=opened.xml, encrypted=False)
         try:
             values = next(read(record.xml, schema.by_rel, record.instance_id)).values
         except UnreadableXml:

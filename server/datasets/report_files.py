@@ -6,11 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import xlsxwriter
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from server import errors
+from server import audit, errors
+from server.datasets.decrypt import Decryptor
+from server.datasets.export import DECRYPT_ACTION
 from server.datasets.report import CONFIDENTIAL, Report, ReportRequest, build_report, record_report
 from server.datasets.schema import blob_media_reader, load_schema
 from server.db import Database
@@ -82,7 +86,14 @@ def min_cell(configured: int, asked: int | None) -> int:
 
 
 def produce_report(
-    database: Database, form_pk: int, request: ReportRequest, fmt: str, actor: User | None, via: str
+    database: Database,
+    form_pk: int,
+    request: ReportRequest,
+    fmt: str,
+    actor: User | None,
+    via: str,
+    keys: Mapping[str, RSAPrivateKey] | None = None,
+    key_ids: Sequence[int] = (),
 ) -> tuple[Report, bytes]:
     """Count in a read session (a long count must not hold SQLite's write lock), then put the report
     in the audit log, then render it: a report that could not be recorded is not handed out."""
@@ -92,9 +103,22 @@ def produce_report(
         if form.current_version is None:
             raise errors.not_found(f"The form {form.xml_form_id!r} has no published version.")
         schema = load_schema(session, form, media=blob_media_reader(session, database.blobs))
-        report = build_report(session, form, schema, request)
+        decryptor = Decryptor(session, database.blobs, keys) if keys else None
+        report = build_report(session, form, schema, request, decryptor)
     with database.write() as writer:
         form = writer.session.get(Form, form_pk)
         assert form is not None
+        if key_ids:
+            audit.record(
+                writer.session,
+                DECRYPT_ACTION,
+                actor=actor,
+                project_id=form.project_id,
+                target_type="form",
+                target_id=form.xml_form_id,
+                keyIds=list(key_ids),
+                format=f"report.{fmt}",
+                via=via,
+            )
         record_report(writer.session, form, request, fmt, actor, via)
     return report, render_report(report, fmt)

@@ -27,6 +27,7 @@ from server.datasets.clean import (
     required_issue,
     typed,
 )
+from server.datasets.decrypt import Decryptor, Failed
 from server.datasets.reader import TableRow, UnreadableXml, read
 from server.datasets.redact import Access, Treatment, pseudonym, redact_value
 from server.datasets.schema import Field, FormSchema
@@ -250,7 +251,11 @@ def meta_values(metas: list[str], row: OutRow) -> list[str]:
         elif meta == "AttachmentsExpected":
             out.append(str(record.attachments_expected))
         elif meta == "Status":
-            out.append("not decrypted" if record.encrypted else "")
+            out.append(
+                ("missing encrypted form data" if record.encrypted_data_missing else "not decrypted")
+                if record.encrypted
+                else ""
+            )
         elif meta == "ReviewState":
             out.append(review_state_text(record.review_state))
         elif meta == "DeviceID":
@@ -289,6 +294,9 @@ class Dataset:
     opts: ExportOptions
     # Attachments this requester may receive, as (version id, file name); None = all of them (raw).
     allowed_attachments: set[tuple[int, str]] | None = None
+    # Opens encrypted submissions when the export was given a key's passphrase (else they stay
+    # "not decrypted").
+    decryptor: Decryptor | None = None
 
     def __post_init__(self) -> None:
         self._fields_by_table: dict[str | None, list[Field]] = {None: self.schema.table_fields(None)}
@@ -333,14 +341,25 @@ class Dataset:
                 device_id=pseudonym(key, record.device_id) if record.device_id else None,
                 submitter_name=pseudonym(key, record.submitter_name) if record.submitter_name else None,
             )
+        found: list[str] = []
         if record.encrypted:
-            return [OutRow(None, record.instance_id, None, {}, [], record)]
+            opened = self.decryptor.open(record.version_id) if self.decryptor is not None else None
+            if opened is None:
+                return [OutRow(None, record.instance_id, None, {}, [], record)]
+            if isinstance(opened, Failed):
+                return [OutRow(None, record.instance_id, None, {}, [opened.issue], record)]
+            # In memory only, on its way into the export (server.datasets.decrypt).
+            record = replace(record, xml=opened.xml, encrypted=False)
+            found = opened.issues
         try:
             flat = list(read(record.xml, self.schema.by_rel, record.instance_id))
         except UnreadableXml as exc:
-            row = OutRow(None, record.instance_id, None, {}, [f"unreadable XML: {exc}"], record)
+            row = OutRow(None, record.instance_id, None, {}, [*found, f"unreadable XML: {exc}"], record)
             return [row]
-        return [self._process_row(row, record) for row in flat]
+        rows = [self._process_row(row, record) for row in flat]
+        if found:
+            rows[0].issues[:0] = found
+        return rows
 
     def _process_row(self, row: TableRow, record: SubmissionRecord) -> OutRow:
         """clean → redact → label one row. This loop runs for every value of every export: it is kept

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -43,6 +43,7 @@ from server.models import (
     User,
     utcnow,
 )
+from server.project_keys import encrypted_xml, project_key
 
 ITEMSETS_CSV = "itemsets.csv"
 
@@ -182,6 +183,17 @@ def _referenced_media(source: FormSource) -> list[str]:
     return names
 
 
+def with_project_key(session: Session, project: Project, source: FormSource) -> FormSource:
+    """A form of a project with managed encryption gets the project's public key and its version
+    suffix (the same suffix every time, so publishing the same file again is "already published").
+    A form that brings its own ``public_key`` keeps it."""
+    key = project_key(session, project)
+    if key is None or source.info.public_key is not None:
+        return source
+    xml, _version = encrypted_xml(source.xml, key, source.info.version)
+    return replace(source, xml=xml, info=parse_xform(xml, max_bytes=len(xml.encode()) + 1))
+
+
 def _lock_or_create_form(writer: Writer, project: Project, form_id: str) -> tuple[Form, bool]:
     session = writer.session
     existing = session.scalar(
@@ -309,6 +321,7 @@ def publish(
     """Publish an uploaded form under the version rules (module docstring)."""
     media = media or {}
     session = writer.session
+    source = with_project_key(session, project, source)
     form, created = _lock_or_create_form(writer, project, source.info.form_id)
     same_version = published_version(session, form.id, source.info.version) if not created else None
     if same_version is not None:
@@ -374,6 +387,7 @@ def save_draft(
             xmlFormId=source.info.form_id,
         )
     session = writer.session
+    source = with_project_key(session, project, source)
     form, created = _lock_or_create_form(writer, project, source.info.form_id)
     old = find_draft(session, form)
     if old is not None:

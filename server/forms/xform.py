@@ -275,3 +275,17 @@ def with_version(xml: str, version: str, max_bytes: int = DEFAULT_MAX_BYTES) -> 
     primary.set("version", version)
     body = etree.tostring(root, encoding="unicode")
     return f'<?xml version="1.0"?>\n{body}' if xml.lstrip().startswith("<?xml") else body
+
+
+def with_public_key(xml: str, public_key: str, version: str, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """The XForm encrypted for ``public_key`` (``<submission base64RsaPublicKey=...>`` in its model, as
+    ODK Central's managed encryption writes it) under a new ``version``, so that devices fetch it again."""
+    root = _parse_tree(xml, max_bytes)
+    model, primary = _model_and_instance(root)
+    submission = model.find(_q("submission"))
+    if submission is None:
+        submission = etree.SubElement(model, _q("submission"))
+    submission.set("base64RsaPublicKey", public_key)
+    primary.set("version", version)
+    body = etree.tostring(root, encoding="unicode")
+    return f'<?xml version="1.0"?>\n{body}' if xml.lstrip().startswith("<?xml") else body
