@@ -1,7 +1,7 @@
 """Managed encryption: project keys (private halves kept only encrypted) and a project's key id
 
-Revision ID: 0011_encryption
-Revises: 0007 (0007_entities.py)
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-05
 """
 
@@ -37,12 +37,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_project_key")),
     )
     op.create_index(op.f("ix_project_key_project_id"), "project_key", ["project_id"], unique=False)
-    with op.batch_alter_table("project") as batch:
-        batch.add_column(sa.Column("key_id", sa.Integer(), nullable=True))
+    # A plain ADD COLUMN: a batch copy of ``project`` would fail on SQLite once other rows refer to it.
+    op.add_column("project", sa.Column("key_id", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("project") as batch:
-        batch.drop_column("key_id")
+    op.drop_column("project", "key_id")
     op.drop_index(op.f("ix_project_key_project_id"), table_name="project_key")
     op.drop_table("project_key")
