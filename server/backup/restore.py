@@ -189,6 +189,7 @@ def _restore_postgresql(folder: Path, manifest: dict[str, Any], url: str) -> Non
             pg = raw.driver_connection
             assert pg is not None
             with pg.transaction(), pg.cursor() as cur:
+                foreign_keys = _drop_foreign_keys(cur)
                 for table in tables:
                     columns = ", ".join(f'"{c}"' for c in table["columns"])
                     with (
@@ -197,6 +198,8 @@ def _restore_postgresql(folder: Path, manifest: dict[str, Any], url: str) -> Non
                     ):
                         while chunk := fh.read(CHUNK):
                             copy.write(chunk)
+                for table_name, name, definition in foreign_keys:  # checked again over all the rows
+                    cur.execute(f'ALTER TABLE "{table_name}" ADD CONSTRAINT "{name}" {definition}')
                 _advance_sequences(cur)
         finally:
             raw.close()
@@ -216,6 +219,19 @@ def _prepare_schema(engine: Engine, url: str, revision: str) -> None:
             f"the target database is at schema {current}, the backup at {revision}: "
             "restore into a database with no tables"
         )
+
+
+def _drop_foreign_keys(cur: Any) -> list[tuple[str, str, str]]:
+    """Drop the schema's foreign keys for the load, as pg_dump's output does: some point both ways
+    (a form names its current version, each version its form), so no table order satisfies them."""
+    cur.execute(
+        "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+        "JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 'f' AND n.nspname = current_schema()"
+    )
+    found = [(table.strip('"'), name, definition) for table, name, definition in cur.fetchall()]
+    for table, name, _definition in found:
+        cur.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
+    return found
 
 
 def _advance_sequences(cur: Any) -> None:
