@@ -41,7 +41,7 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
 
     database = Database.create(settings.sqlalchemy_url, BlobStore(settings.blob_dir))
-    from server import console, db, errors, security_headers, signin_limits, url_ids
+    from server import access, console, db, errors, security_headers, signin_limits, url_ids
     from server.api import api
     from server.openrosa import openrosa
 
@@ -54,6 +54,7 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(openrosa)
     console.init_app(app)  # the browser console at /
+    access.init_app(app)  # last: every route's rule from the one table (server/access.py)
     return app
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from server.backup import schedule
 from server.backup.sealed import CHUNK
+from server.config import settings
 from server.models import AuditEvent, Submission
 from server.sync.hubs import create_hub
 from tests.conftest import AppEnv, RunCli, serve_in_thread
@@ -181,7 +182,7 @@ def test_scheduled_backups_keep_the_last_n(make_env: Callable[[], AppEnv], tmp_p
     env = make_env()
     app = env.app(backup_dir=str(folder), backup_passphrase_file=str(passphrase), backup_keep=2)
     database = app.extensions["sarhad.db"]
-    config = app.config["SARHAD"]
+    config = settings(app)
     assert schedule.run_once(database, config) is None  # the disk is not plugged in: skipped
     folder.mkdir(parents=True)
     written = [schedule.run_once(database, config) for _ in range(3)]
