@@ -71,7 +71,8 @@ def create_backup(database: Database, settings: Settings, output: Path, passphra
         snapshot = _snapshot(database.engine, settings, Path(scratch))
         partial = output.with_name(output.name + ".part")
         try:
-            with partial.open("wb") as raw:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as raw:
                 sealed = SealedWriter(raw, passphrase)
                 with tarfile.open(fileobj=sealed, mode="w|", format=tarfile.PAX_FORMAT) as archive:  # type: ignore[call-overload]
                     _write(archive, snapshot, settings, database.blobs)

@@ -17,6 +17,7 @@ from server.backup.create import create_and_record
 from server.backup.restore import TargetNotEmpty, restore_backup
 from server.backup.schedule import read_passphrase_file
 from server.backup.sealed import NotABackup, Tampered, WrongPassphrase
+from server.blobs import BlobMissing
 from server.cli import CliContext, pass_ctx
 from server.config import load_settings
 
@@ -34,7 +35,10 @@ _passphrase_option = click.option(
 
 def _passphrase(path: Path | None, confirm: bool) -> bytes:
     if path is not None:
-        return read_passphrase_file(path)
+        try:
+            return read_passphrase_file(path)
+        except ValueError as why:
+            raise click.UsageError(str(why)) from None
     if sys.stdin.isatty():
         text = str(click.prompt("Backup passphrase", hide_input=True, confirmation_prompt=confirm))
     else:
@@ -68,8 +72,14 @@ def create(ctx: CliContext, file: Path, passphrase_file: Path | None) -> None:
         raise click.UsageError("use a passphrase of at least 12 characters")
     if file.exists():
         raise click.UsageError(f"{file} already exists; name a new file")
-    with ctx.app.app_context():
-        summary = create_and_record(ctx.database, ctx.settings, file, passphrase)
+    if not file.parent.is_dir():
+        raise click.UsageError(f"the folder {file.parent} does not exist (is the disk plugged in?)")
+    try:
+        with ctx.app.app_context():
+            summary = create_and_record(ctx.database, ctx.settings, file, passphrase)
+    except BlobMissing as missing:
+        _fail(1, f"the stored file {missing} is missing; run `sarhad doctor` (no backup was written)")
+        return
     click.echo(
         f"backup written: {file} ({summary.size} bytes; {summary.database} database, "
         f"{summary.rows} rows, {summary.blobs} stored files)"
