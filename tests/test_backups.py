@@ -152,7 +152,9 @@ def test_backup_taken_under_load_restores_elsewhere_identically(
         # Refusals, each with its own exit code, and nothing restored.
         refused = run_cli(target, "backup", "restore", str(quiet), input=PASSPHRASE + "\n", check=False)
         assert refused.returncode == 3 and "empty" in refused.stderr
-        wrong = run_cli(make_env(), "backup", "restore", str(quiet), input="not it\n", check=False)
+        # One empty target for every refusal below: each must leave it empty (else the next would be 3).
+        fresh = make_env()
+        wrong = run_cli(fresh, "backup", "restore", str(quiet), input="not it\n", check=False)
         assert wrong.returncode == 4 and "passphrase" in wrong.stderr
         data = quiet.read_bytes()
         flipped = bytearray(data)
@@ -166,7 +168,6 @@ def test_backup_taken_under_load_restores_elsewhere_identically(
         for why, content in damaged.items():
             path = tmp_path / f"{why}.sarhad-backup"
             path.write_bytes(content)
-            fresh = make_env()
             result = run_cli(fresh, "backup", "restore", str(path), input=PASSPHRASE + "\n", check=False)
             assert result.returncode == 5, (why, result.stderr)
             assert _count(fresh, Submission) == 0, why
