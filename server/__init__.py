@@ -42,7 +42,7 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
 
     wal_limit = settings.sqlite_wal_limit_mb * 1024 * 1024
     database = Database.create(settings.sqlalchemy_url, BlobStore(settings.blob_dir), wal_limit=wal_limit)
-    from server import console, db, errors, security_headers, signin_limits, url_ids
+    from server import access, console, db, errors, security_headers, signin_limits, url_ids
     from server.api import api
     from server.openrosa import openrosa
 
@@ -55,6 +55,7 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(openrosa)
     console.init_app(app)  # the browser console at /
+    access.init_app(app)  # last: every route's rule from the one table (server/access.py)
     return app
 
 

@@ -130,6 +130,10 @@ class BlobStore:
                 os.close(lock)
         return RecoveryReport(forward, back, in_use)
 
+    def adopt(self, file: Path, sha256: str) -> None:
+        """Move a file known to hold ``sha256`` into the store (a restored backup's files)."""
+        self._place(file, sha256)
+
     def _place(self, staged_file: Path, sha256: str) -> None:
         target = self.path(sha256)
         if target.exists():

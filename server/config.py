@@ -96,6 +96,20 @@ class Settings:
         "that would let them be worked out from the totals. A report may ask for a larger k, never a "
         "smaller one. At least 2.",
     )
+    backup_dir: str = _setting(
+        "",
+        "Folder where `sarhad serve` writes scheduled backups (e.g. a folder on a USB disk). Empty means "
+        "no scheduled backups. When the folder is missing (the disk is not plugged in) a run is skipped "
+        "and logged.",
+    )
+    backup_passphrase_file: str = _setting(
+        "",
+        "File holding the passphrase of scheduled backups (its first line). Needed with BACKUP_DIR.",
+    )
+    backup_interval_hours: int = _setting(24, "Hours between scheduled backups.")
+    backup_keep: int = _setting(
+        7, "How many scheduled backups to keep in BACKUP_DIR; older ones are deleted."
+    )
 
     @property
     def blob_dir(self) -> Path:
@@ -160,6 +174,8 @@ def load_settings(
     settings = Settings(**typed)
     if settings.report_min_cell < 2:
         raise ValueError(f"setting report_min_cell must be at least 2, got {settings.report_min_cell}")
+    if settings.backup_keep < 1 or settings.backup_interval_hours < 1:
+        raise ValueError("settings backup_keep and backup_interval_hours must be at least 1")
     if not settings.secret_key:
         settings = dataclasses.replace(settings, secret_key=_stored_secret(settings.data_dir))
     return settings

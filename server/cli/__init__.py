@@ -104,6 +104,7 @@ def _register() -> None:
     from server.cli import (
         app_users,
         audit,
+        backups,
         exports,
         forms,
         hubs,
@@ -114,7 +115,19 @@ def _register() -> None:
         users,
     )
 
-    for module in (maintenance, quickstart, projects, users, forms, app_users, hubs, exports, reports, audit):
+    for module in (
+        maintenance,
+        quickstart,
+        projects,
+        users,
+        forms,
+        app_users,
+        hubs,
+        exports,
+        reports,
+        audit,
+        backups,
+    ):
         module.register(main)
 
 

@@ -7,6 +7,7 @@ import sys
 import click
 
 from server import migrate, serving
+from server.backup import schedule
 from server.cli import CliContext, pass_ctx
 from server.doctor import examine
 
@@ -27,6 +28,12 @@ def serve(ctx: CliContext, host: str, port: int) -> None:
     """
     migrate.upgrade(ctx.settings.sqlalchemy_url)
     ctx.database.recover_blobs()
+    try:
+        scheduler = schedule.start(ctx.app)  # backups every BACKUP_INTERVAL_HOURS when BACKUP_DIR is set
+    except (OSError, ValueError) as why:
+        raise click.ClickException(f"scheduled backups: {why}") from None
+    if scheduler is not None:
+        click.echo(f"backups every {ctx.settings.backup_interval_hours} h to {ctx.settings.backup_dir}")
     click.echo(f"Sarhad listening on http://{host}:{port}/ (Ctrl-C stops it)")
     serving.serve(ctx.app, host, port)
 
