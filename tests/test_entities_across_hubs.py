@@ -12,6 +12,7 @@ import io
 import uuid as uuidlib
 from pathlib import Path
 
+import openpyxl
 from sqlalchemy import select
 
 from server.config import settings
@@ -19,7 +20,7 @@ from server.entities.attachment import list_file
 from server.forms import publish, source_from_xlsform
 from server.models import AuditEvent, Entity, EntityList, EntityVersion, Project
 from tests.collect_emulator import CollectEmulator, Instance
-from tests.conftest import FORMS_DIR, LiveServer, serve_in_thread
+from tests.conftest import FORMS_DIR, LiveServer, RunCli, serve_in_thread
 from tests.openrosa_setup import key_url, make_device
 from tests.test_sync_support import Store, run_sync, sqlite_env, sync_env
 
@@ -122,7 +123,7 @@ def _submit(collect: CollectEmulator, form_id: str, made: tuple[str, bytes]) -> 
 
 
 def test_a_concern_from_a_hub_to_an_action_plan_and_back(
-    central: tuple[Store, LiveServer], tmp_path: Path
+    central: tuple[Store, LiveServer], tmp_path: Path, run_cli: RunCli
 ) -> None:
     store, live = central
     c_project = store.project(PROJECT)
@@ -164,6 +165,15 @@ def test_a_concern_from_a_hub_to_an_action_plan_and_back(
         assert "entities brought up to date from central: 2" in again.stdout
         assert _entity(hub, uuid) == (3, "in_plan", None)
         assert _list_csv(hub, "concerns") == _list_csv(store, "concerns")
+        # The analysts' export says the same.
+        exported = tmp_path / "concerns.xlsx"
+        run_cli(store.env, "entities", "export", "concerns", "--project", PROJECT, "-o", str(exported))
+        sheet = openpyxl.load_workbook(exported).active
+        assert sheet is not None
+        lines = [[c.value for c in line] for line in sheet.iter_rows()]
+        status_at = lines[0].index("status")
+        assert [line[status_at] for line in lines[1:]] == ["in_plan"]
+        assert "phone" not in lines[0] and "description" not in lines[0]
         refreshed = tablets[1].download_forms(["follow_up"])["follow_up"].media
         assert _csv_status(refreshed["concerns.csv"], uuid) == ("3", "in_plan")
         assert "action_plans.csv" in refreshed
@@ -199,5 +209,19 @@ def test_a_concern_from_a_hub_to_an_action_plan_and_back(
             assert kept[-1].base_version == 3 and kept[-1].conflicting_properties == ["status"]
         assert run_sync(env, "pull-forms").returncode == 0
         assert _entity(hub, uuid) == (5, "not_resolved", "hard")
+        # The donor report counts concerns by district and status, one concern is hidden as [c].
+        report = tmp_path / "report.csv"
+        done = run_cli(
+            store.env, "entities", "report", "concerns", "--project", PROJECT, "--rows", "district",
+            "--cols", "status", "-o", str(report),
+        )  # fmt: skip
+        assert "1 entities" in done.stdout
+        table = list(csv.reader(io.StringIO(report.read_text())))
+        assert table[0] == ["district", "not_resolved", "Total"]
+        assert table[1] == ["panj", "[c]", "[c]"] and table[2] == ["Total", "[c]", "[c]"]
+        with store.database.read() as session:
+            assert session.scalars(
+                select(AuditEvent.action).where(AuditEvent.target_type == "dataset")
+            ).all()[-2:] == ["dataset.export", "dataset.report"]
     finally:
         stop_hub()

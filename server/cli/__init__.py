@@ -101,9 +101,31 @@ def main(ctx: click.Context, config_file: str | None) -> None:
 
 
 def _register() -> None:
-    from server.cli import app_users, exports, forms, hubs, maintenance, projects, quickstart, reports, users
+    from server.cli import (
+        app_users,
+        entities,
+        exports,
+        forms,
+        hubs,
+        maintenance,
+        projects,
+        quickstart,
+        reports,
+        users,
+    )
 
-    for module in (maintenance, quickstart, projects, users, forms, app_users, hubs, exports, reports):
+    for module in (
+        maintenance,
+        quickstart,
+        projects,
+        users,
+        forms,
+        app_users,
+        hubs,
+        exports,
+        reports,
+        entities,
+    ):
         module.register(main)
 
 
