@@ -281,3 +281,19 @@ def test_a_personal_question_saved_to_a_list_is_refused(field: Field) -> None:
         publish_xlsform(field.live.app, field.project, path, media={})
     assert refused.value.code == "400.25", refused.value.message
     assert "'phone' is tagged personal" in refused.value.message
+
+
+def test_a_held_update_whose_base_never_comes_can_be_applied_flagged(field: Field) -> None:
+    from server.entities.from_submissions import force_held
+
+    uuid = field.create("Jayhun")
+    field.update(uuid, "resolved", 3, trunk="1", branch=str(uuidlib.uuid4()))  # its versions 2 never came
+    assert field.entity(uuid).version == 1
+    with field.live.database.write() as w:
+        entity_list = w.session.scalar(select(EntityList).where(EntityList.project_id == field.project))
+        assert entity_list is not None
+        applied, left = force_held(w.session, entity_list, None)
+    assert (applied, left) == (1, 0)
+    entity = field.entity(uuid)
+    assert (entity.version, entity.data["status"], entity.conflict) == (2, "resolved", "soft")
+    assert field.versions(uuid)[-1].source["forced"] is True

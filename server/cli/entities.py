@@ -10,7 +10,7 @@ import click
 
 from server.cli import CliContext, pass_ctx, write_file_atomically
 from server.datasets.report_files import check_report_format, min_cell, render_report
-from server.entities import exports
+from server.entities import exports, from_submissions
 from server.entities.lists import find_entity_list
 from server.projects import find_project
 
@@ -71,6 +71,29 @@ def report(
         f"report of {list_name} written to {output} ({made.grid[-1][-1]} entities, "
         f"{len(made.row_labels)} rows, {len(made.hidden)} counts hidden, k={k})"
     )
+
+
+@entities.command("held")
+@click.argument("list_name")
+@click.option("--project", "project_ref", required=True, help="Project id or name.")
+@click.option(
+    "--apply-anyway",
+    is_flag=True,
+    help="Apply them on top of the current versions, each flagged as a soft conflict.",
+)
+@pass_ctx
+def held_updates(ctx: CliContext, list_name: str, project_ref: str, apply_anyway: bool) -> None:
+    """List the updates from submissions held until the version they were made against arrives."""
+    with ctx.write() as w:
+        entity_list = find_entity_list(w.session, find_project(w.session, project_ref).id, list_name)
+        for row in from_submissions.held(w.session, entity_list):
+            click.echo(
+                f"{row.entity_uuid}  base version {row.base_version}  branch {row.branch_id}  "
+                f"held since {row.held_at:%Y-%m-%d %H:%M} UTC"
+            )
+        if apply_anyway:
+            applied, left = from_submissions.force_held(w.session, entity_list, None)
+            click.echo(f"applied {applied}; still held (their entity is not here): {left}")
 
 
 def register(main: click.Group) -> None:

@@ -428,3 +428,38 @@ def apply_approval(
     sv = session.get(SubmissionVersion, submission.current_version_id)
     assert sv is not None
     return apply_submission(session, Context(project_id, sv, actor, None), xml_form_id, Event.APPROVED)
+
+
+def force_held(session: Session, entity_list: EntityList, actor: User | None) -> tuple[int, int]:
+    """Apply the list's held updates now, on top of each entity's current version, flagging each a
+    soft conflict (the version it was made against never arrived: a coordinator should look). An update
+    of an entity that is not here at all stays held. Returns (applied, still held)."""
+    applied = 0
+    for row in held(session, entity_list):
+        entity = _find(session, entity_list, row.entity_uuid, lock=True)
+        if entity is None or entity.deleted_at is not None:
+            continue
+        sv = session.get(SubmissionVersion, row.submission_version_id)
+        assert sv is not None
+        form = entity_form(session, sv.form_version_id)
+        data = next((d for d in (extract(form, sv.xml) if form else []) if d.index == row.entity_index), None)
+        session.delete(row)
+        session.flush()
+        if data is None:
+            continue
+        xml_form_id = session.scalar(select(Form.xml_form_id).where(Form.id == sv.form_id)) or ""
+        origin = Context(entity_list.project_id, sv, actor, sv.user_agent).origin(xml_form_id, Event.BACKLOG)
+        origin.source["forced"] = True
+        label = data.label if data.label is not None and data.label.strip() else None
+        branch = store.Branch(
+            base_version=entity.version,
+            branch_id=row.branch_id,
+            trunk_version=None,
+            branch_base_version=row.base_version,
+            conflict="hard" if entity.conflict == "hard" else "soft",
+        )
+        store.update_entity(
+            session, entity_list, entity, store.Change(label=label, data=dict(data.data)), origin, branch
+        )
+        applied += 1
+    return applied, len(held(session, entity_list))
