@@ -84,11 +84,13 @@ class Context:
 _FORMS: dict[tuple[int, str], EntityForm | None] = {}
 
 
-def entity_form(session: Session, form_version_id: int) -> EntityForm | None:
-    """A published form version's entity declarations (cached: a published XForm never changes)."""
-    sha256 = session.scalar(select(FormVersion.sha256).where(FormVersion.id == form_version_id))
+def entity_form(session: Session, form_version_id: int, sha256: str | None = None) -> EntityForm | None:
+    """A published form version's entity declarations, cached by (id, XForm sha256): a published XForm
+    never changes. With ``sha256`` known (ingest has it), a form already seen costs no query."""
     if sha256 is None:
-        return None
+        sha256 = session.scalar(select(FormVersion.sha256).where(FormVersion.id == form_version_id))
+        if sha256 is None:
+            return None
     key = (form_version_id, sha256)
     if key not in _FORMS:
         if len(_FORMS) > 512:

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from server import errors
 from server.blobs import StagedBlob
 from server.db import Writer
-from server.entities.from_submissions import Context, Event, apply_submission
+from server.entities.from_submissions import Context, Event, apply_submission, entity_form
 from server.ingest.parse import ParsedSubmission, check_attachment_name, parse_submission
 from server.ingest.reconcile import (
     ConflictReason,
@@ -134,6 +134,8 @@ def _apply_entities(
     writer: Writer, project_id: int, target: FormTarget, result: IngestResult, provenance: Provenance
 ) -> None:
     """The entities a new submission or an edit creates or updates, in this same transaction."""
+    if entity_form(writer.session, target.form_version_id, target.xform_sha256 or None) is None:
+        return  # most forms declare none: no query beyond the first submission of a version
     version = result.version
     assert version is not None
     event = Event.RECEIVED if result.outcome is Outcome.CREATED else Event.EDITED
