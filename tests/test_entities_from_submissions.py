@@ -297,3 +297,31 @@ def test_a_held_update_whose_base_never_comes_can_be_applied_flagged(field: Fiel
     entity = field.entity(uuid)
     assert (entity.version, entity.data["status"], entity.conflict) == (2, "resolved", "soft")
     assert field.versions(uuid)[-1].source["forced"] is True
+
+
+def test_one_action_plan_moves_every_concern_it_addresses(field: Field) -> None:
+    """Entities from repeats (spec 2025.1): one repeat row per addressed concern, each its own update,
+    and the plan itself created in another list, all from one submission."""
+    publish_xlsform(
+        field.live.app, field.project, Path(__file__).parent.parent / "forms" / "action_plan.xlsx"
+    )
+    first, second = field.create("Dusti"), field.create("Dusti")
+    rows = "".join(
+        f"<addressed><concern>{uuid}</concern><concern_in_plan>in_plan</concern_in_plan>"
+        f'<meta><entity dataset="concerns" update="1" baseVersion="1" trunkVersion="1" '
+        f'branchId="{uuidlib.uuid4()}" id="{uuid}"/></meta></addressed>'
+        for uuid in (first, second)
+    )
+    plan = str(uuidlib.uuid4())
+    instance_id = f"uuid:{uuidlib.uuid4()}"
+    xml = (
+        '<data id="action_plan" version="2026120501"><district>dusti</district><cppt_number>1</cppt_number>'
+        f"{rows}<plan_progress>planned</plan_progress><concern_count>2</concern_count>"
+        f'<meta><entity dataset="action_plans" create="1" id="{plan}"><label>CPPT 1 · dusti</label>'
+        f"</entity><instanceID>{instance_id}</instanceID></meta></data>"
+    )
+    sent = field.collect.submit(Instance("action_plan", instance_id, xml.encode()))
+    assert sent.status == 201, sent.message
+    assert [field.entity(u).data["status"] for u in (first, second)] == ["in_plan", "in_plan"]
+    made = field.entity(plan)
+    assert (made.label, made.data["progress"], made.data["concerns"]) == ("CPPT 1 · dusti", "planned", "2")
