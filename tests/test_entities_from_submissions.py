@@ -325,3 +325,36 @@ def test_one_action_plan_moves_every_concern_it_addresses(field: Field) -> None:
     assert [field.entity(u).data["status"] for u in (first, second)] == ["in_plan", "in_plan"]
     made = field.entity(plan)
     assert (made.label, made.data["progress"], made.data["concerns"]) == ("CPPT 1 · dusti", "planned", "2")
+
+
+def test_analysts_download_the_list_and_a_suppressed_report(field: Field) -> None:
+    from server.models import Project
+    from server.users import create_user
+
+    with field.live.database.write() as w:
+        project = w.session.get(Project, field.project)
+        create_user(
+            w.session, "analyst@entities-flow.example.org", "a long enough password", "analyst", project
+        )
+    token = requests.post(
+        f"{field.live.url}/v1/sessions",
+        json={"email": "analyst@entities-flow.example.org", "password": "a long enough password"},
+        timeout=10,
+    ).json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(5):
+        field.create("Isfara")
+    base = f"{field.live.url}/v1/projects/{field.project}/datasets/concerns"
+    sheet = requests.get(f"{base}/entities.xlsx", headers=headers, timeout=10)
+    assert sheet.status_code == 200 and sheet.content[:2] == b"PK"
+    book = openpyxl.load_workbook(io.BytesIO(sheet.content)).active
+    assert book is not None
+    header = [c.value for c in next(book.iter_rows())]
+    assert header[:2] == ["name", "label"] and "status" in header and "__conflict" in header
+    report = requests.get(f"{base}/report.csv?rows=district&cols=status", headers=headers, timeout=10)
+    assert report.status_code == 200, report.text
+    lines = {line[0]: line[1:] for line in csv.reader(io.StringIO(report.text)) if line and line[0] != "#"}
+    assert lines["Isfara"][lines["district"].index("open")] == "5"  # five open concerns: shown
+    assert "[c]" in report.text  # the districts with fewer are hidden
+    unknown = requests.get(f"{base}/report.csv?rows=phone", headers=headers, timeout=10)
+    assert unknown.status_code == 400

@@ -10,6 +10,7 @@ from server.api import (  # noqa: E402, F401
     assignments,
     compression,
     entities,
+    entity_exports,
     entity_lists,
     exports,
     forms,
