@@ -164,7 +164,7 @@ def apply_submission(session: Session, ctx: Context, xml_form_id: str, event: Ev
         return []
     savepoint.commit()
     for entity in applied:
-        _release_held(session, ctx.project_id, entity)
+        release_held(session, ctx.project_id, entity)
     return applied
 
 
@@ -363,7 +363,7 @@ def held(session: Session, entity_list: EntityList) -> Sequence[EntityBacklog]:
     )
 
 
-def _release_held(session: Session, project_id: int, entity: Entity) -> None:
+def release_held(session: Session, project_id: int, entity: Entity) -> None:
     """Apply the updates held for ``entity`` whose base is now there, until none is left that can be."""
     entity_list = session.get(EntityList, entity.entity_list_id)
     assert entity_list is not None

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from server.api.schemas import iso
 from server.entities import lists
+from server.entities.from_submissions import release_held
 from server.models import Entity, EntityList, EntityVersion, Project, utcnow
 
 
@@ -116,4 +117,6 @@ def _take(session: Session, entity_list: EntityList, central: dict[str, Any]) ->
     row.label, row.data, row.source = central["label"], dict(central["data"]), {"pulled": "central"}
     session.flush()
     session.expire(entity, ["current", "versions"])
+    # An update held at the hub may have been waiting for this very version.
+    release_held(session, entity_list.project_id, entity)
     return 1
