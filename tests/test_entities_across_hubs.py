@@ -225,3 +225,37 @@ def test_a_concern_from_a_hub_to_an_action_plan_and_back(
             ).all()[-2:] == ["dataset.export", "dataset.report"]
     finally:
         stop_hub()
+
+
+def test_a_hub_with_no_link_gets_the_lists_back_with_its_bundle_receipt(
+    central: tuple[Store, LiveServer], tmp_path: Path
+) -> None:
+    from server.sync import keys
+
+    store, live = central
+    c_project = store.project(PROJECT)
+    _publish_mission_forms(store, c_project)
+    known = str(uuidlib.uuid4())
+    store.submit(c_project, concern(known)[1])
+    token = store.hub_token("Shughnon hub", c_project)
+    hub = Store(sqlite_env(tmp_path / "hub"))
+    central_keys = {
+        "SARHAD_SYNC_CENTRAL_BUNDLE_KEY": keys.raw_public_b64(keys.bundle_key(store.env.data_dir)),
+        "SARHAD_SYNC_CENTRAL_SIGNING_KEY": keys.raw_public_b64(keys.signing_key(store.env.data_dir)),
+    }
+    online = sync_env(live.url, token, hub.env.data_dir, **central_keys)
+    offline = {**online, "SARHAD_SYNC_CENTRAL_URL": "https://central.invalid"}
+    assert run_sync(online, "pull-forms").returncode == 0  # once, when the hub was set up
+    assert _entity(hub, known) == (1, "open", None)
+    # Then the link is gone. Central moves the known concern on; the hub records a new one.
+    store.submit(c_project, follow_up(known, "resolved", 1, str(uuidlib.uuid4()))[1])
+    mine = str(uuidlib.uuid4())
+    hub.submit(hub.project(PROJECT), concern(mine)[1])
+    bundle = tmp_path / "usb.sarhad"
+    assert run_sync(offline, "bundle", "export", str(bundle)).returncode == 0
+    assert run_sync(online, "bundle", "import", str(bundle)).returncode == 0  # at the district office
+    read = run_sync(offline, "bundle", "receipt", str(bundle) + ".receipt.json")
+    assert read.returncode == 0, read.stderr + read.stdout
+    assert "entities brought up to date from central: 1" in read.stdout
+    assert _entity(hub, known) == (2, "resolved", None)
+    assert _entity(store, mine) == _entity(hub, mine) == (1, "open", None)
