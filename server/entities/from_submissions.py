@@ -123,7 +123,10 @@ def apply_submission(session: Session, ctx: Context, xml_form_id: str, event: Ev
     if sv.encrypted:
         return []
     form = entity_form(session, sv.form_version_id)
-    if form is None or _already_applied(session, sv.submission_id):
+    if form is None:
+        return []
+    # A submission just created cannot have made anything yet; an edit or an approval may have.
+    if event is not Event.RECEIVED and _already_applied(session, sv.submission_id):
         return []
     carried = extract(form, sv.xml)
     if not carried:
