@@ -223,47 +223,53 @@ def test_an_update_of_an_unknown_entity_keeps_the_submission_and_audits_the_erro
 
 
 def test_approval_required_lists_wait_for_approval(field: Field, live_server: LiveServer) -> None:
+    from server.models import Project
+    from server.users import create_user
+
     with live_server.database.write() as w:
-        entity_list = w.session.scalar(select(EntityList).where(EntityList.project_id == field.project))
-        assert entity_list is not None
-        entity_list.approval_required = True
-    try:
+        project = w.session.get(Project, field.project)
+        create_user(
+            w.session, "approver@entities.example.org", "a long enough password", "coordinator", project
+        )
+    token = requests.post(
+        f"{live_server.url}/v1/sessions",
+        json={"email": "approver@entities.example.org", "password": "a long enough password"},
+        timeout=10,
+    ).json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    dataset = f"{live_server.url}/v1/projects/{field.project}/datasets/concerns"
+    changed = requests.patch(dataset, json={"approvalRequired": True}, headers=headers, timeout=10)
+    assert changed.status_code == 200 and changed.json()["approvalRequired"] is True
+
+    def waiting(district: str) -> tuple[str, str]:
         uuid = str(uuidlib.uuid4())
         instance_id = field.submit(
             "concern_new",
-            f"<district>Hamadoni</district><status>open</status>"
-            f'<meta><entity dataset="concerns" create="1" id="{uuid}"><label>Hamadoni concern</label>'
+            f"<district>{district}</district><status>open</status>"
+            f'<meta><entity dataset="concerns" create="1" id="{uuid}"><label>{district} concern</label>'
             "</entity></meta>",
         )
         with live_server.database.read() as session:
             assert session.scalar(select(Entity).where(Entity.uuid == uuid)) is None
-        from server.users import create_user
+        return uuid, instance_id
 
-        with live_server.database.write() as w:
-            from server.models import Project
-
-            project = w.session.get(Project, field.project)
-            create_user(
-                w.session, "approver@entities.example.org", "a long enough password", "coordinator", project
-            )
-        token = requests.post(
-            f"{live_server.url}/v1/sessions",
-            json={"email": "approver@entities.example.org", "password": "a long enough password"},
-            timeout=10,
-        ).json()["token"]
-        reviewed = requests.patch(
-            f"{live_server.url}/v1/projects/{field.project}/forms/concern_new/submissions/{instance_id}",
-            json={"reviewState": "approved"},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=10,
-        )
-        assert reviewed.status_code == 200, reviewed.text
-        assert field.entity(uuid).label == "Hamadoni concern"
-    finally:
-        with live_server.database.write() as w:
-            entity_list = w.session.scalar(select(EntityList).where(EntityList.project_id == field.project))
-            assert entity_list is not None
-            entity_list.approval_required = False
+    uuid, instance_id = waiting("Hamadoni")
+    reviewed = requests.patch(
+        f"{live_server.url}/v1/projects/{field.project}/forms/concern_new/submissions/{instance_id}",
+        json={"reviewState": "approved"},
+        headers=headers,
+        timeout=10,
+    )
+    assert reviewed.status_code == 200, reviewed.text
+    assert field.entity(uuid).label == "Hamadoni concern"
+    # Approval no longer required: ?convert=true creates what was still waiting.
+    later, _ = waiting("Khovaling")
+    back = requests.patch(
+        f"{dataset}?convert=true", json={"approvalRequired": False}, headers=headers, timeout=10
+    )
+    assert back.status_code == 200 and back.json()["approvalRequired"] is False
+    assert field.entity(later).label == "Khovaling concern"
+    assert [v.version for v in field.versions(uuid)] == [1]  # the approved one was not made twice
 
 
 def test_a_personal_question_saved_to_a_list_is_refused(field: Field) -> None:

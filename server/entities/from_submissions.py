@@ -59,6 +59,7 @@ class Event(enum.StrEnum):
     EDITED = "submission.update.version"
     APPROVED = "submission.approve"
     BACKLOG = "submission.backlog.reprocess"
+    CONVERTED = "dataset.update.convert"  # the list stopped requiring approval: pending ones now
 
 
 @dataclass(frozen=True)
@@ -468,3 +469,33 @@ def force_held(session: Session, entity_list: EntityList, actor: User | None) ->
         )
         applied += 1
     return applied, len(held(session, entity_list))
+
+
+def convert_pending(session: Session, entity_list: EntityList, actor: User | None) -> int:
+    """The list no longer requires approval: create the entities its received, not yet approved (nor
+    rejected) submissions were waiting to create (Central's ``?convert=true``). Returns how many."""
+    made = 0
+    pending = session.execute(
+        select(Submission, Form.xml_form_id)
+        .join(Form, Form.id == Submission.form_id)
+        .where(
+            Form.project_id == entity_list.project_id,
+            Form.deleted_at.is_(None),
+            Submission.review_state.not_in(["approved", "rejected"]),
+        )
+        .order_by(Submission.id)
+    ).all()
+    for submission, xml_form_id in pending:
+        sv = (
+            session.get(SubmissionVersion, submission.current_version_id)
+            if submission.current_version_id
+            else None
+        )
+        if sv is None:
+            continue
+        form = entity_form(session, sv.form_version_id)
+        if form is None or entity_list.name not in form.list_names:
+            continue
+        context = Context(entity_list.project_id, sv, actor, None)
+        made += len(apply_submission(session, context, xml_form_id, Event.CONVERTED))
+    return made
