@@ -155,6 +155,9 @@ ACCESS: dict[str, Rule] = {
     "api.get_dataset": PROJECT_READ,
     "api.create_dataset": PROJECT_WRITE,
     "api.create_dataset_property": PROJECT_WRITE,
+    "api.update_dataset": PROJECT_WRITE,
+    "api.entities_xlsx": PROJECT_READ,  # personal-data rules as form exports
+    "api.entities_report": PROJECT_READ,  # suppressed as every report
     "api.list_entities": PROJECT_READ,
     "api.create_entities": PROJECT_WRITE,
     "api.get_entity": PROJECT_READ,

@@ -36,6 +36,12 @@ class Code(enum.StrEnum):
     PASSPHRASE_TOO_SHORT = "400.21"  # a passphrase shorter than the rule (Central: 10 characters)
     UNKNOWN_SELECT = "400.23"  # an OData $select naming no property of an entity list
     INVALID_ENTITY = "400.28"  # an entity whose data names no property of its list
+    INVALID_ENTITY_FORM = "400.25"  # an entity declaration that cannot be published (personal data)
+    ENTITY_ACTION_NOT_PERMITTED = "403.2"  # a submission asking an entity action its form does not declare
+    ENTITY_LIST_NOT_FOUND = "404.7"  # a submission naming an entity list the project does not have
+    ENTITY_NOT_FOUND = "404.8"  # a submission updating an entity the list does not have
+    ENTITY_BASE_VERSION_NOT_FOUND = "404.9"  # a submission's entity update based on a version never made
+    ENTITY_DELETED = "404.11"  # a submission updating an entity that was deleted
     UNEXPECTED_PARAMETERS = "400.31"  # a JSON body with keys this request does not take
     NO_CONFLICT = "400.32"  # resolving an entity conflict that is not there
     FORM_EXPIRED = "400.30"  # a console form whose CSRF token is not this browser's (forged or stale)
@@ -147,6 +153,60 @@ def unexpected_parameters(message: str, **details: Any) -> Problem:
 
 def invalid_entity(reason: str) -> Problem:
     return Problem(400, Code.INVALID_ENTITY, f"The entity is invalid. {reason}", {"reason": reason})
+
+
+def invalid_entity_form(reason: str) -> Problem:
+    """Central's 400.25: a form whose entity declaration cannot be published as it stands."""
+    return Problem(
+        400,
+        Code.INVALID_ENTITY_FORM,
+        f"The entity definition within the form is invalid. {reason}",
+        {"reason": reason},
+    )
+
+
+def entity_action_not_permitted(action: str, permitted: list[str]) -> Problem:
+    return Problem(
+        403,
+        Code.ENTITY_ACTION_NOT_PERMITTED,
+        f"The submission asks to {action} an entity, which its form does not declare "
+        f"(it declares: {', '.join(permitted) or 'nothing'}).",
+        {"action": action, "permitted": permitted},
+    )
+
+
+def entity_list_not_found(name: str) -> Problem:
+    return Problem(
+        404,
+        Code.ENTITY_LIST_NOT_FOUND,
+        f"The entity list ({name}) specified in the submission does not exist.",
+        {"datasetName": name},
+    )
+
+
+def entity_not_found(uuid: str, list_name: str) -> Problem:
+    return Problem(
+        404,
+        Code.ENTITY_NOT_FOUND,
+        f"The entity with UUID ({uuid}) specified in the submission does not exist in the entity list "
+        f"({list_name}).",
+        {"entityUuid": uuid, "datasetName": list_name},
+    )
+
+
+def entity_base_version_not_found(base: str, uuid: str, list_name: str) -> Problem:
+    return Problem(
+        404,
+        Code.ENTITY_BASE_VERSION_NOT_FOUND,
+        f"Base version ({base}) does not exist for entity UUID ({uuid}) in entity list ({list_name}).",
+        {"baseVersion": base, "entityUuid": uuid, "datasetName": list_name},
+    )
+
+
+def entity_deleted(uuid: str) -> Problem:
+    return Problem(
+        404, Code.ENTITY_DELETED, f"The entity with UUID ({uuid}) has been deleted.", {"entityUuid": uuid}
+    )
 
 
 def no_conflict() -> Problem:

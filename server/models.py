@@ -302,6 +302,9 @@ class FormMedia(Base):
     name: Mapped[str] = mapped_column(String(255))
     blob_sha256: Mapped[str | None] = mapped_column(ForeignKey("blob.sha256"))
     content_type: Mapped[str | None] = mapped_column(String(100))
+    # ``<list>.csv`` of an entity list of the project: served from the list as it is now (Central
+    # links such attachments to the dataset), never from a blob.
+    entity_list_id: Mapped[int | None] = mapped_column(ForeignKey("entity_list.id"))
 
     form_version: Mapped[FormVersion] = relationship(back_populates="media")
     blob: Mapped[Blob | None] = relationship()
@@ -547,10 +550,37 @@ class EntityVersion(Base):
     # Where the change came from: {"name", "size", "count", "userAgent"} for a bulk upload, {} for one
     # API call (later: the submission that made it).
     source: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The submission version that made this change (null for API calls).
+    submission_version_id: Mapped[int | None] = mapped_column(ForeignKey("submission_version.id"), index=True)
+    # Offline entities (spec 2024.1): the branch a device made apart, the server version it started
+    # from (trunk), and the device's own base version within the branch.
+    branch_id: Mapped[str | None] = mapped_column(String(36))
+    trunk_version: Mapped[int | None]
+    branch_base_version: Mapped[int | None]
 
     entity: Mapped[Entity] = relationship(back_populates="versions")
     creator: Mapped[User | None] = relationship()
     __table_args__ = (UniqueConstraint("entity_id", "version", name="uq_entity_version"),)
+
+
+class EntityBacklog(Base):
+    """An offline update from a submission that arrived before the version it builds on: held (never
+    dropped) and applied as soon as that version is there (Central's entity_submission_backlog)."""
+
+    __tablename__ = "entity_backlog"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entity_list_id: Mapped[int] = mapped_column(ForeignKey("entity_list.id"))
+    entity_uuid: Mapped[str] = mapped_column(String(36))
+    submission_version_id: Mapped[int] = mapped_column(ForeignKey("submission_version.id"))
+    # Which entity of the submission (a form may declare several, and repeats one per row).
+    entity_index: Mapped[int]
+    branch_id: Mapped[str | None] = mapped_column(String(36))
+    base_version: Mapped[int]
+    held_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    __table_args__ = (
+        UniqueConstraint("submission_version_id", "entity_index", name="uq_entity_backlog_entry"),
+        Index("ix_entity_backlog_entity", "entity_list_id", "entity_uuid"),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -656,6 +686,7 @@ __all__ = [
     "ConsoleJob",
     "DigestNonceUse",
     "Entity",
+    "EntityBacklog",
     "EntityList",
     "EntityProperty",
     "EntityVersion",

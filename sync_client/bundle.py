@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from server.errors import Code
 from server.sync import keys, wire
 from server.sync.bundle_format import BundleWriter
@@ -158,7 +160,30 @@ def read_receipt(config: SyncConfig, receipt_path: Path) -> dict[str, int]:
             else:
                 ledger.refuse(key_, str(entry.get("message", "refused")))
                 refused += 1
-        return {"confirmed": ledger.confirm(held), "refused": refused}
+        confirmed = ledger.confirm(held)
     finally:
         store.close()
         ledger.close()
+    return {"confirmed": confirmed, "refused": refused, "entities": _take_entity_lists(config, body)}
+
+
+def _take_entity_lists(config: SyncConfig, body: dict[str, Any]) -> int:
+    """Central's entity lists from the (verified) receipt, taken as pull-forms takes them."""
+    payload = body.get("entityLists") or []
+    if not payload:
+        return 0
+    from server.entities import mirror
+    from server.models import Project
+    from sync_client.hubstore import HubWriter
+
+    hub = HubWriter(config)
+    changed = 0
+    try:
+        with hub.write() as w:
+            for item in payload:
+                project = w.session.scalar(select(Project).where(Project.name == item["project"]))
+                if project is not None:
+                    changed += mirror.import_lists(w.session, project, item["lists"])
+    finally:
+        hub.close()
+    return changed

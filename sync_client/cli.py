@@ -173,6 +173,8 @@ def bundle_receipt(ctx: click.Context, file: Path) -> None:
 
     counts = bundle.read_receipt(_config(ctx), file)
     click.echo(f"marked {counts['confirmed']} as confirmed by central; {counts['refused']} refused")
+    if counts["entities"]:
+        click.echo(f"entities brought up to date from central: {counts['entities']}")
 
 
 @cli.command("watch")

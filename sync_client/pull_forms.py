@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from server.entities import mirror
 from server.errors import Problem
 from server.forms.publish import find_form, publish, set_state, source_from_xform
 from server.models import Blob, Form, FormVersion, Project
@@ -25,6 +26,7 @@ class PullReport:
     unchanged: int = 0
     problems: list[str] = field(default_factory=list)
     media_downloaded: int = 0
+    entities_updated: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -41,11 +43,24 @@ def pull_forms(config: SyncConfig) -> PullReport:
         for project in info["projects"]:
             listing = client.get(f"/v1/sync/projects/{project['id']}/forms")
             hub_project = _hub_project(hub, project["name"])
+            # Lists first: a form reading <list>.csv is linked to the list when it is published.
+            _pull_entity_lists(hub, hub_project, listing.get("entityLists", []), report)
             for form in listing["forms"]:
                 _pull_form(client, hub, project["id"], hub_project, form, report)
     finally:
         hub.close()
     return report
+
+
+def _pull_entity_lists(
+    hub: HubWriter, hub_project: int, payload: list[dict[str, Any]], report: PullReport
+) -> None:
+    if not payload:
+        return
+    with hub.write() as w:
+        project = w.session.get(Project, hub_project)
+        assert project is not None
+        report.entities_updated += mirror.import_lists(w.session, project, payload)
 
 
 def _hub_project(hub: HubWriter, name: str) -> int:
@@ -149,6 +164,8 @@ def describe(report: PullReport) -> str:
     lines = [f"forms: {len(report.published)} published or updated, {report.unchanged} already up to date"]
     lines += [f"  {message}" for message in report.published]
     lines += [f"  problem: {message}" for message in report.problems]
+    if report.entities_updated:
+        lines.append(f"  entities brought up to date from central: {report.entities_updated}")
     if report.media_downloaded:
         lines.append(f"  media files downloaded: {report.media_downloaded}")
     return "\n".join(lines)

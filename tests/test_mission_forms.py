@@ -20,6 +20,10 @@ from lxml import etree
 from pyxform.validators.odk_validate import check_xform
 from pyxform.xls2xform import convert
 
+from server.entities.declarations import read_declarations
+from server.entities.forms import check_form
+from server.forms.xform import parse_xform
+
 FORMS_DIR = Path(__file__).parent.parent / "forms"
 XLSFORMS = sorted(p for p in FORMS_DIR.glob("*.xlsx") if not p.name.startswith("~$"))
 CSV_MEDIA = sorted(FORMS_DIR.glob("*.csv"))
@@ -39,7 +43,10 @@ MEDIA_URI = re.compile(r"jr://(?:file|file-csv|images|audio|video)/([^\"'\s<>)]+
 XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 METADATA = {"start", "end", "today", "deviceid"}
 
-EXPECTED_FORMS = {"safety_concerns", "focus_group", "youth_consultation", "contact_signup"}
+EXPECTED_FORMS = {
+    *("safety_concerns", "focus_group", "youth_consultation", "contact_signup"),
+    *("action_plan", "follow_up"),
+}
 EXPECTED_SENSITIVITY: dict[str, dict[str, str]] = {
     "safety_concerns": {
         "deviceid": "personal",
@@ -88,6 +95,8 @@ EXPECTED_SENSITIVITY: dict[str, dict[str, str]] = {
         "contact_name": "personal",
         "contact_phone": "personal",
     },
+    "action_plan": {"deviceid": "personal", "action_what": "personal"},
+    "follow_up": {"deviceid": "personal", "notes": "personal"},
 }
 # personal free text that may name people: a multi-line box, which exports drop instead of pseudonymising
 EXPECTED_FREE_TEXT: dict[str, set[str]] = {
@@ -112,13 +121,20 @@ EXPECTED_FREE_TEXT: dict[str, set[str]] = {
     },
     "youth_consultation": {"main_concerns_other", "online_divisive_platforms_other"},
     "contact_signup": {"purpose_other"},
+    "action_plan": {"action_what"},
+    "follow_up": {"notes"},
 }
 EXPECTED_MEDIA: dict[str, set[str]] = {
     "safety_concerns": {"regions.csv", "districts.csv", "jamoats.csv"},
     "focus_group": {"regions.csv", "districts.csv", "jamoats.csv"},
     "youth_consultation": {"regions.csv", "districts.csv"},
     "contact_signup": {"regions.csv", "districts.csv"},
+    "action_plan": {"regions.csv", "districts.csv", "jamoats.csv", "concerns.csv"},
+    "follow_up": {"regions.csv", "districts.csv", "concerns.csv", "action_plans.csv"},
 }
+# Entity lists the mission forms fill (forms/README.md, "Entity lists"): a form reading <list>.csv gets
+# the list from the server, so no such file lives in forms/. Each is made by the first form named.
+ENTITY_LISTS = {"concerns": "safety_concerns", "action_plans": "action_plan"}
 # surveys of individual respondents: nothing personal may be asked before consent
 CONSENT_FORMS = {"safety_concerns", "youth_consultation", "contact_signup"}
 CONSENT_GIVEN = re.compile(r"/data/consent\s*=\s*'yes'")
@@ -310,7 +326,8 @@ def form_translations(root: etree._Element) -> dict[str, dict[str, str]]:
 def test_referenced_media_exist(xlsform: Path) -> None:
     form = converted(xlsform)
     referenced = set(MEDIA_URI.findall(form.xml))
-    missing = sorted(name for name in referenced if not (FORMS_DIR / name).is_file())
+    from_lists = {f"{name}.csv" for name in ENTITY_LISTS}
+    missing = sorted(n for n in referenced if not (FORMS_DIR / n).is_file() and n not in from_lists)
     assert not missing, f"media referenced by the form but not in {FORMS_DIR}: {missing}"
     if xlsform.stem in EXPECTED_MEDIA:
         assert referenced == EXPECTED_MEDIA[xlsform.stem]
@@ -331,13 +348,59 @@ def test_itemsets_use_existing_csv_columns(xlsform: Path) -> None:
         match = re.match(r"instance\('([^']+)'\)/root/item(?:\[(.*)\])?$", nodeset)
         if not match or match.group(1) not in sources:
             continue
-        header, _ = read_csv(FORMS_DIR / sources[match.group(1)])
+        source = sources[match.group(1)]
+        if source.removesuffix(".csv") in ENTITY_LISTS:
+            header = entity_list_columns(source.removesuffix(".csv"))
+        else:
+            header, _ = read_csv(FORMS_DIR / source)
         used = {itemset.find(f"x:{ref}", NS).get("ref") for ref in ("value", "label")}
         used |= set(re.findall(r"(?<![/$\w])([A-Za-z_][\w]*)\s*=", match.group(2) or ""))
         assert used <= set(header), f"{nodeset}: columns {sorted(used - set(header))} not in the CSV"
         checked += 1
     if xlsform.stem in EXPECTED_MEDIA:
         assert checked == len(EXPECTED_MEDIA[xlsform.stem])
+
+
+def entity_list_columns(name: str) -> list[str]:
+    """The columns of an entity list's CSV: name, label, __version and what the forms save to it."""
+    saved: list[str] = []
+    for path in XLSFORMS:
+        form = read_declarations(converted(path).xml)
+        for declaration in form.declarations if form else ():
+            if declaration.dataset == name:
+                saved += [prop for _, prop in declaration.properties if prop not in saved]
+    return ["name", "label", "__version", *saved]
+
+
+@pytest.mark.parametrize("list_name", sorted(ENTITY_LISTS))
+def test_entity_lists_take_nothing_personal(list_name: str) -> None:
+    """Every form saving to a list passes the server's publish check (no personal question reaches
+    a list, which goes to every tablet of the project); the list's first form creates its entities."""
+    makers = []
+    for path in XLSFORMS:
+        form = converted(path)
+        fields = parse_xform(form.xml).fields
+        checked = check_form(form.xml, fields)
+        for declaration in checked.declarations if checked else ():
+            if declaration.dataset == list_name and "create" in declaration.actions:
+                makers.append(path.stem)
+    assert makers == [ENTITY_LISTS[list_name]]
+
+
+def test_the_concern_list_gets_where_what_and_status_only() -> None:
+    assert set(entity_list_columns("concerns")) == {
+        *("name", "label", "__version", "region", "district", "jamoat", "category", "severity"),
+        *("status", "reported_on", "last_visit"),
+    }
+    created = read_declarations(converted(FORMS_DIR / "safety_concerns.xlsx").xml)
+    assert created is not None
+    binds = converted(FORMS_DIR / "safety_concerns.xlsx").binds()
+    assert binds["/data/meta/entity/@create"].get("calculate", "").replace(" ", "") == "/data/consent='yes'"
+    # The action plan moves each concern it addresses to in_plan, one repeat row per concern (spec 2025.1).
+    plan = read_declarations(converted(FORMS_DIR / "action_plan.xlsx").xml)
+    assert plan is not None
+    concerns = next(d for d in plan.declarations if d.dataset == "concerns")
+    assert concerns.repeat and concerns.actions == ("update",)
 
 
 @form_params

@@ -13,6 +13,7 @@ from server.api import (  # noqa: E402, F401
     conflicts,
     encryption,
     entities,
+    entity_exports,
     entity_lists,
     exports,
     forms,

@@ -78,9 +78,9 @@ def _version_json(
         "version": version.version,
         "baseVersion": version.base_version,
         "conflictingProperties": version.conflicting_properties,
-        "branchId": None,
-        "trunkVersion": None,
-        "branchBaseVersion": None,
+        "branchId": version.branch_id,
+        "trunkVersion": version.trunk_version,
+        "branchBaseVersion": version.branch_base_version,
     }
     if with_data:
         # Only the list's properties, in its order (Central picks them the same way).

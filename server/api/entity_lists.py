@@ -9,11 +9,12 @@ from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 from marshmallow import Schema, fields
 
-from server import auth, db
+from server import audit, auth, db
 from server.api import api
 from server.api.schemas import iso, load_json
 from server.datasets.odata_schema import odata_name
 from server.entities.entities import summarize
+from server.entities.from_submissions import convert_pending
 from server.entities.lists import add_property, create_entity_list, find_entity_list, list_entity_lists
 from server.models import EntityList
 from server.projects import find_project
@@ -24,6 +25,11 @@ WRITE_ROLES = ("admin", "coordinator")
 class EntityListRequest(Schema):
     name = fields.String(required=True)
     approvalRequired = fields.Boolean(load_default=False)
+
+
+class EntityListUpdate(Schema):
+    approvalRequired = fields.Boolean()
+    ownerOnly = fields.Boolean()
 
 
 class PropertyRequest(Schema):
@@ -94,6 +100,35 @@ def get_dataset(project_id: int, name: str) -> ResponseReturnValue:
     auth.require_project_role(project_id)
     find_project(db.session(), project_id)
     return jsonify(entity_list_metadata(find_entity_list(db.session(), project_id, name)))
+
+
+@api.patch("/projects/<int:project_id>/datasets/<name>")
+@db.write_request
+def update_dataset(project_id: int, name: str) -> ResponseReturnValue:
+    """Central's dataset PATCH: ``approvalRequired`` and ``ownerOnly``. Turning approval off with
+    ``?convert=true`` creates the entities of received submissions that were waiting for approval."""
+    user = auth.require_project_role(project_id, *WRITE_ROLES)
+    body = load_json(EntityListUpdate())
+    find_project(db.session(), project_id)
+    entity_list = find_entity_list(db.session(), project_id, name, lock=True)
+    before = entity_list.approval_required
+    if "approvalRequired" in body:
+        entity_list.approval_required = body["approvalRequired"]
+    if "ownerOnly" in body:
+        entity_list.owner_only = body["ownerOnly"]
+    audit.record(
+        db.session(),
+        "dataset.update",
+        actor=user,
+        project_id=project_id,
+        target_type="dataset",
+        target_id=name,
+        **body,
+    )
+    if before and not entity_list.approval_required and request.args.get("convert") == "true":
+        convert_pending(db.session(), entity_list, user)
+    db.session().flush()
+    return jsonify(entity_list_metadata(entity_list))
 
 
 @api.post("/projects/<int:project_id>/datasets/<name>/properties")

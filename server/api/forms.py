@@ -28,6 +28,7 @@ from server import auth, config, db, errors
 from server.api import api
 from server.api.schemas import iso, load_json
 from server.config import Settings
+from server.entities.attachment import list_file
 from server.forms.convert import XLSFORM_CONTENT_TYPES
 from server.forms.publish import (
     FormSource,
@@ -110,9 +111,9 @@ def attachment_json(row: FormMedia) -> dict[str, Any]:
     return {
         "name": row.name,
         "type": _media_kind(row),
-        "exists": row.blob_sha256 is not None,
+        "exists": row.blob_sha256 is not None or row.entity_list_id is not None,
         "blobExists": row.blob_sha256 is not None,
-        "datasetExists": False,
+        "datasetExists": row.entity_list_id is not None,
         "hash": row.blob.md5 if row.blob else None,
         "updatedAt": iso(row.blob.created_at) if row.blob else None,
     }
@@ -350,6 +351,9 @@ def list_form_draft_attachments(project_id: int, xml_form_id: str) -> ResponseRe
 
 def attachment_file(version: FormVersion | None, name: str) -> Response:
     row = next((m for m in version.media if m.name == name), None) if version else None
+    if row is not None and row.blob_sha256 is None and row.entity_list_id is not None:
+        made = list_file(db.session(), row.entity_list_id)
+        return Response(made.data, content_type="text/csv; charset=utf-8")
     if row is None or row.blob_sha256 is None:
         raise errors.not_found(f"There is no uploaded media file named {name!r}.")
     data = db.database().blobs.read_bytes(row.blob_sha256)

@@ -41,6 +41,7 @@ from server.datasets.odata_rows import review_state_json
 from server.datasets.redact import Access, access_for, pseudonym
 from server.datasets.redacted_xml import redacted_xml, shown_attachment_names
 from server.datasets.schema import FormSchema, load_schema
+from server.entities.from_submissions import apply_approval
 from server.forms.publish import find_form
 from server.models import (
     AppUser,
@@ -309,6 +310,8 @@ def review_submission(project_id: int, xml_form_id: str, instance_id: str) -> Re
             before=before,
             after=sub.review_state,
         )
+        if sub.review_state == ReviewState.APPROVED:
+            apply_approval(session, project_id, sub, xml_form_id, fa.user)
     session.flush()
     return jsonify(submission_json(session, sub, fa.access))
 

@@ -21,6 +21,7 @@ from server import config, db, errors
 from server.api import api
 from server.api.schemas import load_json
 from server.db import Writer
+from server.entities import mirror
 from server.models import Hub, utcnow
 from server.sync import batches, bundles, forms, holdings, hubs, keys, uploads, wire
 
@@ -189,13 +190,15 @@ def sync_statement() -> ResponseReturnValue:
 
 @api.get("/sync/projects/<int:project_id>/forms")
 def sync_forms(project_id: int) -> ResponseReturnValue:
-    """The project's published forms, every published version with its XForm and media list."""
+    """The project's published forms, every published version with its XForm and media list, and
+    its entity lists with every entity's current state (the hub serves them to its tablets)."""
     session = db.session()
     project = hubs.allowed_project(_hub(session), project_id)
     return jsonify(
         {
             "project": {"id": project.id, "name": project.name},
             "forms": forms.published_forms(session, project),
+            "entityLists": mirror.export_lists(session, project),
         }
     )
 

@@ -105,6 +105,7 @@ def _register() -> None:
         app_users,
         audit,
         backups,
+        entities,
         exports,
         forms,
         hubs,
@@ -127,6 +128,7 @@ def _register() -> None:
         reports,
         audit,
         backups,
+        entities,
     ):
         module.register(main)
 

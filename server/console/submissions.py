@@ -38,6 +38,7 @@ from server.console.session import require_signed_in
 from server.datasets.reader import UnreadableXml, read
 from server.datasets.redact import redact_value
 from server.datasets.schema import Field, FormSchema, blob_media_reader, load_schema
+from server.entities.from_submissions import apply_approval
 from server.models import (
     AppUser,
     Comment,
@@ -381,6 +382,8 @@ def review_submission(project_id: int, xml_form_id: str, instance_id: str) -> Re
         sub.review_state = state
         sub.updated_at = utcnow()
         _audit(fa, sub, "submission.review", before=before, after=state)
+        if state == ReviewState.APPROVED:
+            apply_approval(session, project_id, sub, xml_form_id, fa.user)
     return _back(project_id, xml_form_id, instance_id)
 
 

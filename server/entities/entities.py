@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from server import audit, errors
-from server.models import Entity, EntityList, EntityVersion, User, utcnow
+from server.models import AppUser, Entity, EntityList, EntityVersion, User, utcnow
 
 _UUID_V4 = re.compile(
     r"^(uuid:)?([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})$", re.IGNORECASE
@@ -117,11 +117,30 @@ def read_change(body: Any, property_names: Sequence[str], *, new: bool) -> Chang
 
 @dataclass(frozen=True)
 class Origin:
-    """Who makes a change, with which client, from which source."""
+    """Who makes a change, with which client, from which source (the submission version, for a change
+    made by a submission)."""
 
-    actor: User | None
+    actor: User | AppUser | None
     user_agent: str | None
     source: dict[str, Any] = field(default_factory=dict)
+    submission_version_id: int | None = None
+
+    @property
+    def creator_id(self) -> int | None:
+        # Devices (app users) are not web users: the version names them in its source and the audit.
+        return self.actor.id if isinstance(self.actor, User) else None
+
+
+@dataclass(frozen=True)
+class Branch:
+    """Where an update sits among offline changes (entities spec 2024.1)."""
+
+    base_version: int
+    branch_id: str | None = None
+    trunk_version: int | None = None
+    branch_base_version: int | None = None
+    conflict: str | None = None  # the entity's conflict flag after this update
+    conflicting_properties: list[str] | None = None
 
 
 def _user_agent(raw: str | None) -> str | None:
@@ -145,7 +164,7 @@ def _record(session: Session, action: str, entity_list: EntityList, entity: Enti
 def _new_entity(entity_list: EntityList, change: Change, origin: Origin) -> Entity:
     assert change.uuid is not None and change.label is not None
     now = utcnow()
-    creator_id = origin.actor.id if origin.actor else None
+    creator_id = origin.creator_id
     entity = Entity(
         entity_list_id=entity_list.id,
         uuid=change.uuid,
@@ -166,6 +185,7 @@ def _new_entity(entity_list: EntityList, change: Change, origin: Origin) -> Enti
             created_by_id=creator_id,
             user_agent=_user_agent(origin.user_agent),
             source=origin.source,
+            submission_version_id=origin.submission_version_id,
         )
     )
     return entity
@@ -249,12 +269,20 @@ def check_base_version(entity: Entity, base_version: str | None, force: bool) ->
 
 
 def update_entity(
-    session: Session, entity_list: EntityList, entity: Entity, change: Change, origin: Origin
+    session: Session,
+    entity_list: EntityList,
+    entity: Entity,
+    change: Change,
+    origin: Origin,
+    branch: Branch | None = None,
 ) -> Entity:
-    """A new version of ``entity``: the label and properties it sets, the others kept."""
+    """A new version of ``entity``: the label and properties it sets, the others kept. ``branch`` says
+    which version a submission's update was made against, when it was made apart (offline)."""
     now = utcnow()
-    base = entity.version
-    entity.version = base + 1
+    base = entity.version if branch is None else branch.base_version
+    if branch is not None:
+        entity.conflict = branch.conflict
+    entity.version = entity.version + 1
     if change.label is not None:
         entity.label = change.label
     entity.data = {**entity.data, **change.data}
@@ -268,9 +296,14 @@ def update_entity(
             data=dict(entity.data),
             data_received=change.received,
             created_at=now,
-            created_by_id=origin.actor.id if origin.actor else None,
+            created_by_id=origin.creator_id,
             user_agent=_user_agent(origin.user_agent),
             source=origin.source,
+            submission_version_id=origin.submission_version_id,
+            branch_id=branch.branch_id if branch else None,
+            trunk_version=branch.trunk_version if branch else None,
+            branch_base_version=branch.branch_base_version if branch else None,
+            conflicting_properties=branch.conflicting_properties if branch else None,
         )
     )
     session.flush()

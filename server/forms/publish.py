@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from server import audit, errors
 from server.config import Settings
 from server.db import Writer
+from server.entities import forms as entity_forms
 from server.forms.convert import Conversion, convert_xlsform, fallback_form_id, file_type_of
 from server.forms.xform import XFormInfo, parse_xform, with_version
 from server.models import (
@@ -231,6 +232,7 @@ def _new_version(
     """Insert a version with its media rows; returns it, the names attached and the names missing.
     ``also_names``: media the version needs beyond those the XForm names (a copy's itemsets.csv)."""
     session = writer.session
+    entity_forms.check_form(source.xml, source.info.fields)  # before anything is written
     data = source.xml.encode("utf-8")
     version = FormVersion(
         form_id=form.id,
@@ -258,10 +260,13 @@ def _new_version(
             attached.append(name)
         else:
             blob = previous.get(name)
-        if blob is None:
-            missing.append(name)
         version.media.append(FormMedia(name=name, blob_sha256=blob, content_type=_content_type(name)))
     session.flush()
+    if published:
+        entity_forms.publish_lists(session, form.project, version, actor)
+    else:
+        entity_forms.link_media(session, form.project_id, version)
+    missing = [m.name for m in version.media if m.blob_sha256 is None and m.entity_list_id is None]
     return version, attached, missing
 
 
@@ -328,7 +333,7 @@ def publish(
         if same_version.sha256 != source.sha256:
             raise _refuse_changed_version(form, source.info.version)
         filled = _fill_media(writer, same_version, {**media, **source.generated_media})
-        missing = [m.name for m in same_version.media if m.blob_sha256 is None]
+        missing = [m.name for m in same_version.media if m.blob_sha256 is None and m.entity_list_id is None]
         message = f"{form.xml_form_id} version {_shown(same_version.version)} is already published"
         message += f"; attached missing media: {', '.join(filled)}" if filled else "; nothing changed"
         if filled:
@@ -468,7 +473,7 @@ def publish_draft(
             writer, same_version, {m.name: m.blob_sha256 for m in draft.media if m.blob_sha256}
         )
         _discard(session, draft)
-        missing = [m.name for m in same_version.media if m.blob_sha256 is None]
+        missing = [m.name for m in same_version.media if m.blob_sha256 is None and m.entity_list_id is None]
         if filled:
             _audit(
                 session,
@@ -487,10 +492,11 @@ def publish_draft(
         )
     previous = form.current_version
     draft.published_at = utcnow()
+    entity_forms.publish_lists(session, form.project, draft, actor)
     form.current_version_id = draft.id
     form.current_version = draft
     form.updated_at = utcnow()
-    missing = [m.name for m in draft.media if m.blob_sha256 is None]
+    missing = [m.name for m in draft.media if m.blob_sha256 is None and m.entity_list_id is None]
     _audit(session, "form.update.publish", form, draft, actor, via, missing=missing, from_draft=True)
     message = f"published {form.xml_form_id} version {_shown(draft.version)} ({draft.title or 'no title'})"
     if previous is not None:

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from server import errors
 from server.blobs import StagedBlob
 from server.db import Writer
+from server.entities.from_submissions import Context, Event, apply_submission, entity_form
 from server.ingest.parse import ParsedSubmission, check_attachment_name, parse_submission
 from server.ingest.reconcile import (
     ConflictReason,
@@ -122,9 +123,24 @@ def ingest(
         result = reconcile(writer, project_id, target, parsed, files, provenance)
     else:
         result = _reconcile_with_retry(writer, project_id, target, parsed, files, provenance)
+    if result.outcome in (Outcome.CREATED, Outcome.EDITED):
+        _apply_entities(writer, project_id, target, result, provenance)
     if incomplete and result.accepted:
         result.message = f"{result.message} (part of a larger submission: send the rest)"
     return result
+
+
+def _apply_entities(
+    writer: Writer, project_id: int, target: FormTarget, result: IngestResult, provenance: Provenance
+) -> None:
+    """The entities a new submission or an edit creates or updates, in this same transaction."""
+    if entity_form(writer.session, target.form_version_id, target.xform_sha256 or None) is None:
+        return  # most forms declare none: no query beyond the first submission of a version
+    version = result.version
+    assert version is not None
+    event = Event.RECEIVED if result.outcome is Outcome.CREATED else Event.EDITED
+    context = Context(project_id, version, provenance.actor, provenance.user_agent)
+    apply_submission(writer.session, context, target.xml_form_id, event)
 
 
 def add_late_file(

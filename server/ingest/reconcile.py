@@ -123,6 +123,7 @@ class FormTarget:
     state: str
     form_version_id: int
     binary_paths: frozenset[str]
+    xform_sha256: str = ""  # of the version's XForm: with its id, the key of what is cached about it
 
 
 @dataclass
@@ -252,7 +253,12 @@ def find_target(session: Session, project_id: int, parsed: ParsedSubmission, sou
     if state == FormState.CLOSED and source not in FIELD_SOURCES:
         raise errors.form_closed(parsed.form_id)
     return FormTarget(
-        form_pk, parsed.form_id, state, version_pk, _binary_paths(session, version_pk, version_sha)
+        form_pk,
+        parsed.form_id,
+        state,
+        version_pk,
+        _binary_paths(session, version_pk, version_sha),
+        version_sha,
     )
 
 
@@ -268,6 +274,7 @@ def target_of_version(session: Session, version: SubmissionVersion) -> FormTarge
         form.state,
         form_version.id,
         _binary_paths(session, form_version.id, form_version.sha256),
+        form_version.sha256,
     )
 
 

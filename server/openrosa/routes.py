@@ -29,6 +29,7 @@ import contextlib
 import logging
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 from urllib.parse import quote
@@ -41,6 +42,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from server import config, db, errors, openrosa_replies
 from server.blobs import StagedBlob
 from server.db import Writer
+from server.entities.attachment import list_file
 from server.ingest import FormTarget, IngestResult, find_target, ingest
 from server.ingest.group_commit import committer_for
 from server.ingest.parse import ParsedSubmission, check_attachment_name, parse_submission
@@ -123,22 +125,46 @@ def _links(token: str | None, project_id: int, xml_form_id: str) -> dict[str, st
     return {"xml": f"{base}.xml", "manifest": f"{base}/manifest", "media": f"{base}/attachments/"}
 
 
-def _served_media(version: FormVersion) -> list[tuple[FormMedia, Blob]]:
-    """The media of a version that can be downloaded (uploaded); a missing one would spoil the manifest."""
-    rows = db.session().execute(
+@dataclass(frozen=True)
+class Served:
+    """A media file a device can download: an uploaded blob, or an entity list made into its CSV now."""
+
+    media: FormMedia
+    md5: str
+    size: int
+    blob: Blob | None = None
+    data: bytes | None = None
+
+
+def _served_media(version: FormVersion) -> list[Served]:
+    """The media of a version that can be downloaded (uploaded, or an entity list); a missing one would
+    spoil the manifest."""
+    session = db.session()
+    rows = session.execute(
         select(FormMedia, Blob)
-        .join(Blob, Blob.sha256 == FormMedia.blob_sha256)
-        .where(FormMedia.form_version_id == version.id)
+        .outerjoin(Blob, Blob.sha256 == FormMedia.blob_sha256)
+        .where(
+            FormMedia.form_version_id == version.id,
+            (FormMedia.blob_sha256.is_not(None)) | (FormMedia.entity_list_id.is_not(None)),
+        )
         .order_by(FormMedia.name)
     )
-    return [(m, b) for m, b in rows]
+    served = []
+    for media, blob in rows:
+        if blob is not None:
+            served.append(Served(media, blob.md5, blob.size, blob=blob))
+        elif media.entity_list_id is not None:
+            made = list_file(session, media.entity_list_id)
+            served.append(Served(media, made.md5, made.size, data=made.data))
+    return served
 
 
 def _has_media(version: FormVersion) -> bool:
     return (
         db.session().scalar(
             select(FormMedia.id).where(
-                FormMedia.form_version_id == version.id, FormMedia.blob_sha256.is_not(None)
+                FormMedia.form_version_id == version.id,
+                (FormMedia.blob_sha256.is_not(None)) | (FormMedia.entity_list_id.is_not(None)),
             )
         )
         is not None
@@ -191,25 +217,27 @@ def _manifest(project_id: int, token: str | None, xml_form_id: str) -> Response:
     form, version = _listed_form(app_user, xml_form_id)
     prefix = _links(token, project_id, form.xml_form_id)["media"]
     return openrosa_replies.manifest(
-        openrosa_replies.ManifestEntry(m.name, blob.md5, _absolute(prefix + quote(m.name, safe="")))
-        for m, blob in _served_media(version)
+        openrosa_replies.ManifestEntry(s.media.name, s.md5, _absolute(prefix + quote(s.media.name, safe="")))
+        for s in _served_media(version)
     )
 
 
 def _media(project_id: int, token: str | None, xml_form_id: str, name: str) -> Response:
     app_user = _device(project_id, token)
     _form, version = _listed_form(app_user, xml_form_id)
-    found = next(((m, b) for m, b in _served_media(version) if m.name == name), None)
+    found = next((s for s in _served_media(version) if s.media.name == name), None)
     if found is None:
         raise errors.not_found(f"The form {xml_form_id!r} has no media file {name!r}.")
-    media, blob = found
-    etag = f"md5:{blob.md5}"
+    media, blob = found.media, found.blob
+    etag = f"md5:{found.md5}"
     headers = {**openrosa_replies.headers(), "ETag": f'"{etag}"', "Cache-Control": "private, no-cache"}
     if _not_modified(etag):
         return Response(status=304, headers=headers)
-    stream = db.database().blobs.open(blob.sha256)
-    headers["Content-Length"] = str(blob.size)
+    headers["Content-Length"] = str(found.size)
     headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(media.name, safe='')}"
+    if blob is None:
+        return Response(found.data, content_type="text/csv; charset=utf-8", headers=headers)
+    stream = db.database().blobs.open(blob.sha256)
     return Response(
         _chunks(stream),
         content_type=media.content_type or "application/octet-stream",

@@ -15,6 +15,7 @@ from typing import Any
 
 from server import audit
 from server.db import Database
+from server.entities import mirror
 from server.errors import Problem
 from server.models import Blob, Hub, Project, Source
 from server.sync import batches, hubs, keys, wire
@@ -90,6 +91,9 @@ def import_bundle(database: Database, data_dir: Path, path: Path) -> dict[str, A
         "bundle": bundle_sha,
         "importedAt": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "items": results,
+        # The hub's entity lists as central holds them after this import: a hub that never reaches
+        # central takes them when the receipt comes back on the USB stick (as pull-forms would give).
+        "entityLists": _entity_lists(database, hub_id),
     }
     key = keys.signing_key(data_dir)
     return {
@@ -98,6 +102,13 @@ def import_bundle(database: Database, data_dir: Path, path: Path) -> dict[str, A
         "signature": base64.b64encode(key.sign(wire.canonical_json(body))).decode("ascii"),
         "publicKey": keys.raw_public_b64(key),
     }
+
+
+def _entity_lists(database: Database, hub_id: int) -> list[dict[str, Any]]:
+    with database.read() as session:
+        hub = session.get(Hub, hub_id)
+        assert hub is not None
+        return [{"project": p.name, "lists": mirror.export_lists(session, p)} for p in hub.projects]
 
 
 def _authenticate(database: Database, token: str, signing_key: str) -> tuple[int, str]:
