@@ -401,7 +401,15 @@ def test_report_on_a_sensitive_question_hides_groups_with_one_answer(store: dict
     assert "Group disclosure" in notes and "where one answer holds a whole group" in notes
     alone = requests.get(url, params={"rows": "harmed"}, headers=store["analyst"].headers, timeout=30)
     assert _table(alone.text) == ["Harmed,Count", "Yes,[c]", "No,[c]", "Total,27"]
-    refused = requests.get(url, params={"rows": "region,harmed"}, headers=store["analyst"].headers,
+    # As the last of several rows, every answer is listed in each region (a lone "No" row would tell).
+    nested = requests.get(url, params={"rows": "region,harmed"}, headers=store["analyst"].headers,
+                          timeout=30)  # fmt: skip
+    nested_rows = list(csv.reader(_table(nested.text)))
+    assert nested_rows[0] == ["Region", "Harmed", "Count"]
+    inner = nested_rows[1:-1]
+    assert [r[1] for r in inner] == ["Yes", "No"] * (len(inner) // 2) and len(inner) >= 4
+    assert all(r[2] == "[c]" for r in inner), inner
+    refused = requests.get(url, params={"rows": "harmed,region"}, headers=store["analyst"].headers,
                            timeout=30)  # fmt: skip
     assert refused.status_code == 400 and "sensitive" in refused.json()["message"]
 

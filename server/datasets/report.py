@@ -10,9 +10,10 @@ A dimension is:
 - an integer question with bands: ``age:0-17,18-24,25-`` (``25-`` is open-ended and shows as ``25+``);
 - ``period:day|month|quarter|year`` (when the server received the submission) or ``DATE_QUESTION:month``.
 
-A question tagged ``sensitive`` may be the columns, or the only row dimension, never one of several row
-dimensions (only the combinations that occur are listed, so a group's single row would tell its answer).
-Its lines are protected against group disclosure (:mod:`server.datasets.suppression`, step 3).
+A question tagged ``sensitive`` may be the columns or the last row dimension. As the last of several row
+dimensions, every one of its categories is listed under each combination of the others that occurs (a
+group's single listed row would tell its answer). Its lines are protected against group disclosure
+(:mod:`server.datasets.suppression`, step 3): each combination of the other rows is a group.
 
 Free text, select_multiple (one submission would count in several columns and totals would not add up),
 locations, files, questions inside repeats and questions tagged ``personal`` cannot be dimensions.
@@ -382,10 +383,10 @@ def _dimensions(schema: FormSchema, request: ReportRequest) -> tuple[list[Dimens
         raise errors.bad_request("Name at least one question to count by (rows).", field="rows")
     row_dims = [parse_dimension(schema, spec, request.lang) for spec in request.rows]
     col_dim = parse_dimension(schema, request.cols, request.lang) if request.cols else None
-    if len(row_dims) > 1 and any(d.sensitive for d in row_dims):
+    if any(d.sensitive for d in row_dims[:-1]):
         raise errors.bad_request(
-            "A question tagged sensitive can be the columns or the only row dimension, not one of several "
-            "rows (a group with a single listed combination would tell everyone's answer).",
+            "A question tagged sensitive can be the columns or the last row dimension (then each "
+            "combination of the rows before it is a group whose every answer is listed).",
             field="rows",
         )
     return row_dims, col_dim
@@ -448,9 +449,12 @@ def _layout(
         # One question: every category is a row, so that a donor sees the zeros too.
         row_keys = [(key,) for key, _ in per_dim[0]]
     else:
-        # Several: only the combinations that occur (a zero row would show nothing more).
+        # Several: only the combinations that occur (a zero row would show nothing more), except that a
+        # sensitive last dimension lists every category in each group (a lone row would tell its answer).
         rank = [{key: i for i, (key, _) in enumerate(cats)} for cats in per_dim]
         seen = {key[0] for key in counts}
+        if row_dims[-1].sensitive:
+            seen = {(*prefix[:-1], key) for prefix in seen for key, _ in per_dim[-1]}
         row_keys = sorted(seen, key=lambda keys: tuple(rank[i][k] for i, k in enumerate(keys)))
     labels = [dict(cats) for cats in per_dim]
     row_labels = [[labels[i][k] for i, k in enumerate(keys)] for keys in row_keys]
@@ -498,9 +502,13 @@ def _whole_groups(
     if col_dim is not None and col_dim.sensitive:
         categories = [c for c, (key, _) in enumerate(cols) if key != MISSING]
         cells |= whole_group_lines(grid, categories, rows=True)
-    if len(row_dims) == 1 and row_dims[0].sensitive:
-        categories = [r for r, keys in enumerate(row_keys) if keys[0] != MISSING]
-        cells |= whole_group_lines(grid, categories, rows=False)  # each column is a group
+    if row_dims[-1].sensitive:  # each column within each combination of the rows before it is a group
+        blocks: dict[tuple[str, ...], list[int]] = {}
+        for r, keys in enumerate(row_keys):
+            if keys[-1] != MISSING:
+                blocks.setdefault(keys[:-1], []).append(r)
+        for categories in blocks.values():
+            cells |= whole_group_lines(grid, categories, rows=False)
     return cells
 
 
