@@ -266,8 +266,42 @@ def _new_version(
         entity_forms.publish_lists(session, form.project, version, actor)
     else:
         entity_forms.link_media(session, form.project_id, version)
-    missing = [m.name for m in version.media if m.blob_sha256 is None and m.entity_list_id is None]
+    missing = _missing_media(version)
     return version, attached, missing
+
+
+def _missing_media(version: FormVersion) -> list[str]:
+    """Files ``version`` names but has not got (an entity list's CSV is made on request, never missing)."""
+    return [m.name for m in version.media if m.blob_sha256 is None and m.entity_list_id is None]
+
+
+def _complete_published(
+    writer: Writer,
+    form: Form,
+    version: FormVersion,
+    media: Mapping[str, bytes | str],
+    actor: User | None,
+    via: str,
+) -> tuple[list[str], list[str], str]:
+    """An upload or draft that repeats a published version: keep that version, attach the media it was
+    missing (audited). Returns (attached, still missing, the message)."""
+    filled = _fill_media(writer, version, media)
+    missing = _missing_media(version)
+    if filled:
+        form.updated_at = utcnow()
+        _audit(
+            writer.session,
+            "form.attachment.update",
+            form,
+            version,
+            actor,
+            via,
+            attached=filled,
+            missing=missing,
+        )
+    message = f"{form.xml_form_id} version {_shown(version.version)} is already published"
+    message += f"; attached missing media: {', '.join(filled)}" if filled else "; nothing changed"
+    return filled, missing, message
 
 
 def _fill_media(writer: Writer, version: FormVersion, media: Mapping[str, bytes | str]) -> list[str]:
@@ -332,22 +366,9 @@ def publish(
     if same_version is not None:
         if same_version.sha256 != source.sha256:
             raise _refuse_changed_version(form, source.info.version)
-        filled = _fill_media(writer, same_version, {**media, **source.generated_media})
-        missing = [m.name for m in same_version.media if m.blob_sha256 is None and m.entity_list_id is None]
-        message = f"{form.xml_form_id} version {_shown(same_version.version)} is already published"
-        message += f"; attached missing media: {', '.join(filled)}" if filled else "; nothing changed"
-        if filled:
-            form.updated_at = utcnow()
-            _audit(
-                session,
-                "form.attachment.update",
-                form,
-                same_version,
-                actor,
-                via,
-                attached=filled,
-                missing=missing,
-            )
+        filled, missing, message = _complete_published(
+            writer, form, same_version, {**media, **source.generated_media}, actor, via
+        )
         warnings = [*source.warnings, *_missing_warning(missing)]
         return Outcome(form, same_version, "already_published", message, warnings, missing, filled)
 
@@ -469,24 +490,15 @@ def publish_draft(
         if same_version.sha256 != draft.sha256:
             raise _refuse_changed_version(form, draft.version)
         # The draft repeats a published version: keep that one, take the media it was missing.
-        filled = _fill_media(
-            writer, same_version, {m.name: m.blob_sha256 for m in draft.media if m.blob_sha256}
+        filled, missing, message = _complete_published(
+            writer,
+            form,
+            same_version,
+            {m.name: m.blob_sha256 for m in draft.media if m.blob_sha256},
+            actor,
+            via,
         )
         _discard(session, draft)
-        missing = [m.name for m in same_version.media if m.blob_sha256 is None and m.entity_list_id is None]
-        if filled:
-            _audit(
-                session,
-                "form.attachment.update",
-                form,
-                same_version,
-                actor,
-                via,
-                attached=filled,
-                missing=missing,
-            )
-        message = f"{form.xml_form_id} version {_shown(same_version.version)} is already published"
-        message += f"; attached missing media: {', '.join(filled)}" if filled else "; nothing changed"
         return Outcome(
             form, same_version, "already_published", message, _missing_warning(missing), missing, filled
         )
@@ -496,7 +508,7 @@ def publish_draft(
     form.current_version_id = draft.id
     form.current_version = draft
     form.updated_at = utcnow()
-    missing = [m.name for m in draft.media if m.blob_sha256 is None and m.entity_list_id is None]
+    missing = _missing_media(draft)
     _audit(session, "form.update.publish", form, draft, actor, via, missing=missing, from_draft=True)
     message = f"published {form.xml_form_id} version {_shown(draft.version)} ({draft.title or 'no title'})"
     if previous is not None:
