@@ -266,7 +266,9 @@ def main() -> int:
                 weights["one device (forms it sees)"] = _weigh(browser, f"{devices_url}/{device_id}", cookies)
                 lists = f"{live.url}/projects/{project_id}/entity-lists"
                 weights["entity lists"] = _weigh(browser, lists, cookies)
-                weights[f"entity list {entity[0]} (50 a page)"] = _weigh(browser, f"{lists}/{entity[0]}", cookies)
+                weights[f"entity list {entity[0]} (50 a page)"] = _weigh(
+                    browser, f"{lists}/{entity[0]}", cookies
+                )
                 weights["one entity (versions)"] = _weigh(
                     browser, f"{lists}/{entity[0]}/entities/{entity[1]}", cookies
                 )
