@@ -13,7 +13,7 @@ from typing import Any
 from tests.conftest import LiveServer
 from tests.console_more_support import seed
 from tests.console_support import add_user
-from tests.test_console_browser import _new_page, _shot, _sign_in, _switch, chromium  # noqa: F401
+from tests.test_console_browser import _decode_qr, _new_page, _shot, _sign_in, _switch, chromium  # noqa: F401
 
 
 def test_digest_device_photo_thumbnail_and_an_entity(
@@ -36,6 +36,9 @@ def test_digest_device_photo_thumbnail_and_an_entity(
     page.wait_for_load_state()
     assert page.locator("#digest-username").inner_text() == "hub-tablet-2"
     assert f"/v1/projects/{p}" in page.locator("code.url").inner_text()
+    # The code read off the page carries the address and the username, never a key or the password.
+    general = _decode_qr(page, tmp_path)["general"]
+    assert general == {"server_url": f"{base}/v1/projects/{p}", "username": "hub-tablet-2"}
     _shot(page, "device-password-en")
 
     instance_id = world.photo_submission()
