@@ -1,5 +1,6 @@
 """Page weight of the console: bytes transferred (compressed, cold cache) for the sign-in page, the
-submissions list, the project page and the dashboard, in Debian's Chromium, against the targets (100 KB
+submissions list, the project page, the dashboard, a submission with photo thumbnails, a device and the
+entity-list pages, in Debian's Chromium, against the targets (100 KB
 for the first two; no page over 300 KB).
 
     .venv/bin/python bench/page_weight.py [--submissions 300] [--lang tg]
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from uuid import uuid4
 
 from sqlalchemy import select
 
@@ -96,6 +98,59 @@ def _seed_mission(database, settings, project_id: int, count: int) -> None:  # t
             instance = fill(model, rng=rng)
             with database.write() as w:
                 ingest(w, project=project_id, xml_bytes=instance.xml, source=Source.API)
+
+
+def _seed_photos(database, settings, project_id: int, tmp: str) -> str:  # type: ignore[no-untyped-def]
+    """A form with two photo questions and one submission with two camera-sized JPEGs; its instanceID."""
+    import io as _io
+    import uuid
+
+    from tests.console_more_support import photo_jpeg, photos_xlsform
+
+    path = photos_xlsform(Path(tmp) / "photos.xlsx")
+    source = source_from_xlsform(path.read_bytes(), settings, filename=path.name)
+    with database.write() as w:
+        publish(w, w.session.get(Project, project_id), source)
+    instance_id = f"uuid:{uuid.uuid4()}"
+    xml = (
+        '<data id="photos" version="1"><photo>place.jpg</photo><id_photo>card.jpg</id_photo>'
+        f"<district>Khorog</district><meta><instanceID>{instance_id}</instanceID></meta></data>"
+    )
+    photo = photo_jpeg()
+    files = [("place.jpg", _io.BytesIO(photo)), ("card.jpg", _io.BytesIO(photo))]
+    with database.write() as w:
+        ingest(w, project=project_id, xml_bytes=xml.encode(), attachments=files, source=Source.API)
+    return instance_id
+
+
+def _device(database, settings, project_id: int) -> int:  # type: ignore[no-untyped-def]
+    from server import devices
+
+    with database.write() as w:
+        project = w.session.get(Project, project_id)
+        app_user, _token = devices.create_app_user(
+            w.session, project, "hub-tablet", password="long enough 1", realm=settings.digest_realm
+        )
+        return int(app_user.id)
+
+
+def _an_entity(database, project_id: int) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """(list name, uuid) of an entity of the project's first list, with 60 entities added through the
+    entity store (as the API adds them) so that its table fills a page."""
+    from server.entities import entities as store
+    from server.entities.lists import create_entity_list, list_entity_lists
+
+    with database.write() as w:
+        project = w.session.get(Project, project_id)
+        lists = list_entity_lists(w.session, project)
+        entity_list = lists[0] if lists else create_entity_list(w.session, project, "concerns", False, None)
+        names = [p.name for p in entity_list.properties]
+        changes = [
+            store.Change(label=f"Concern {i}", data={n: f"value {i % 5}" for n in names}, uuid=str(uuid4()))
+            for i in range(60)
+        ]
+        made = store.create_entities(w.session, entity_list, changes, store.Origin(None, "bench", {}))
+        return entity_list.name, made[0].uuid
 
 
 def _weigh(browser, url: str, cookies: list[dict]) -> tuple[int, int, float]:  # type: ignore[no-untyped-def,type-arg]
@@ -175,6 +230,9 @@ def main() -> int:
         _seed(database, settings, project_id, args.submissions)
         conflict_id = _conflict(database, project_id)
         _seed_mission(database, settings, project_id, args.submissions)
+        photo_instance = _seed_photos(database, settings, project_id, tmp)
+        device_id = _device(database, settings, project_id)
+        entity = _an_entity(database, project_id)
         live, stop = serve_in_thread(app)
         try:
             with sync_playwright() as p:
@@ -200,6 +258,19 @@ def main() -> int:
                     first = session.scalar(select(Submission.instance_id).order_by(Submission.id))
                 weights["submission page (history, audit trail)"] = _weigh(
                     browser, f"{listing}/{first}", cookies
+                )
+                photos = f"{live.url}/projects/{project_id}/forms/photos/submissions/{photo_instance}"
+                weights["submission with 2 photo thumbnails"] = _weigh(browser, photos, cookies)
+                devices_url = f"{live.url}/projects/{project_id}/devices"
+                weights["devices page"] = _weigh(browser, devices_url, cookies)
+                weights["one device (forms it sees)"] = _weigh(browser, f"{devices_url}/{device_id}", cookies)
+                lists = f"{live.url}/projects/{project_id}/entity-lists"
+                weights["entity lists"] = _weigh(browser, lists, cookies)
+                weights[f"entity list {entity[0]} (50 a page)"] = _weigh(
+                    browser, f"{lists}/{entity[0]}", cookies
+                )
+                weights["one entity (versions)"] = _weigh(
+                    browser, f"{lists}/{entity[0]}/entities/{entity[1]}", cookies
                 )
                 admin_cookies = _signed_in_cookies(browser, sign_in, "root@example.tj")
                 weights["users and roles"] = _weigh(browser, f"{live.url}/users", admin_cookies)

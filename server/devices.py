@@ -35,6 +35,7 @@ from server import audit, config, db, errors, signin_limits
 from server.auth import token_sha256
 from server.ingest.reconcile import FormTarget
 from server.models import AppUser, DigestNonceUse, Form, FormAssignment, FormState, Project, User, utcnow
+from server.roles import APP_USER
 from server.url_ids import decoded_path
 
 NONCE_LIFETIME_SECONDS = 300
@@ -189,6 +190,45 @@ def may_submit(session: Session, app_user: AppUser, target: FormTarget, project_
         return False
     assigned = _assigned(session, app_user)
     return assigned is None or target.form_id in assigned
+
+
+def assigned_form_ids(session: Session, app_user: AppUser) -> set[int]:
+    """The ids of the forms assigned to the app user (empty: it sees every open form)."""
+    return _assigned(session, app_user) or set()
+
+
+def assign_form(session: Session, app_user: AppUser, form: Form, actor: User | None) -> None:
+    """Let the app user see ``form`` (and, once it has any assignment, only its assigned forms)."""
+    if session.get(FormAssignment, (app_user.id, form.id)) is not None:
+        raise errors.conflict(
+            f"The app user {app_user.display_name!r} is already assigned to {form.xml_form_id!r}.",
+            actorId=app_user.id,
+            roleId=APP_USER.id,
+        )
+    session.add(FormAssignment(app_user_id=app_user.id, form_id=form.id))
+    _record_assignment(session, "field_key.assignment.create", app_user, form, actor)
+
+
+def unassign_form(session: Session, app_user: AppUser, form: Form, actor: User | None) -> None:
+    row = session.get(FormAssignment, (app_user.id, form.id))
+    if row is None:
+        raise errors.not_found("This app user is not assigned to this form.")
+    session.delete(row)
+    _record_assignment(session, "field_key.assignment.delete", app_user, form, actor)
+
+
+def _record_assignment(
+    session: Session, action: str, app_user: AppUser, form: Form, actor: User | None
+) -> None:
+    audit.record(
+        session,
+        action,
+        actor=actor,
+        project_id=form.project_id,
+        target_type="form",
+        target_id=form.xml_form_id,
+        app_user_id=app_user.id,
+    )
 
 
 def has_assignments(session: Session, form: Form) -> bool:

@@ -10,7 +10,12 @@ import tomllib
 from tests.conftest import ROOT
 
 # Distribution name → the module the code imports.
-IMPORT_NAMES = {"argon2-cffi": "argon2", "python-multipart": "python_multipart", "psycopg": "psycopg"}
+IMPORT_NAMES = {
+    "pillow": "PIL",
+    "argon2-cffi": "argon2",
+    "python-multipart": "python_multipart",
+    "psycopg": "psycopg",
+}
 # Used without an import: gunicorn serves the app at the centre (README, "Production deployment");
 # psycopg is the driver SQLAlchemy loads for postgresql+psycopg:// URLs.
 USED_WITHOUT_IMPORT = {"gunicorn", "psycopg"}

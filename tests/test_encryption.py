@@ -290,6 +290,18 @@ def test_a_tampered_signature_is_flagged_never_dropped(
     )  # fmt: skip
     assert "1 encrypted submissions" in report.read_text()  # only the one whose data has not arrived
 
+    # A photo in an envelope: the console lists its encrypted file and makes no thumbnail of it.
+    photo_id = "uuid:55555555-5555-4555-8555-555555555555"
+    sealed = _envelope(
+        c, instance_xml(photo_id, "Vrang", "photo.jpg", version=version), {"photo.jpg": SECRET_PHOTO}
+    )
+    assert c.store.submit(c.project, sealed.xml, sealed.files) == "created"
+    base = f"/projects/{c.project}/forms/{FORM_ID}/submissions/{photo_id}"
+    page = browser.get(base)
+    assert page.status_code == 200 and 'id="encrypted"' in page.text
+    assert "/thumbnails/" not in page.text and f"{base}/files/photo.jpg.enc" in page.text
+    assert browser.get(f"{base}/thumbnails/photo.jpg.enc").status_code == 404
+
 
 def test_a_tablet_folder_and_a_usb_bundle_carry_the_envelope(
     encrypted_central: Central, tmp_path: Path, run_cli: RunCli

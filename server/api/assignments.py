@@ -126,23 +126,7 @@ def _form_assignment_target(
 @db.write_request
 def assign_form_role(project_id: int, xml_form_id: str, role_ref: str, actor_id: int) -> ResponseReturnValue:
     user, form, app_user = _form_assignment_target(project_id, xml_form_id, role_ref, actor_id)
-    session = db.session()
-    if session.get(FormAssignment, (app_user.id, form.id)) is not None:
-        raise errors.conflict(
-            f"The app user {app_user.display_name!r} is already assigned to {form.xml_form_id!r}.",
-            actorId=app_user.id,
-            roleId=APP_USER.id,
-        )
-    session.add(FormAssignment(app_user_id=app_user.id, form_id=form.id))
-    audit.record(
-        session,
-        "field_key.assignment.create",
-        actor=user,
-        project_id=project_id,
-        target_type="form",
-        target_id=form.xml_form_id,
-        app_user_id=app_user.id,
-    )
+    devices.assign_form(db.session(), app_user, form, user)
     return jsonify({"success": True})
 
 
@@ -150,20 +134,7 @@ def assign_form_role(project_id: int, xml_form_id: str, role_ref: str, actor_id:
 @db.write_request
 def revoke_form_role(project_id: int, xml_form_id: str, role_ref: str, actor_id: int) -> ResponseReturnValue:
     user, form, app_user = _form_assignment_target(project_id, xml_form_id, role_ref, actor_id)
-    session = db.session()
-    row = session.get(FormAssignment, (app_user.id, form.id))
-    if row is None:
-        raise errors.not_found("This app user is not assigned to this form.")
-    session.delete(row)
-    audit.record(
-        session,
-        "field_key.assignment.delete",
-        actor=user,
-        project_id=project_id,
-        target_type="form",
-        target_id=form.xml_form_id,
-        app_user_id=app_user.id,
-    )
+    devices.unassign_form(db.session(), app_user, form, user)
     return jsonify({"success": True})
 
 

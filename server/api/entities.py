@@ -194,9 +194,8 @@ def update_entity(project_id: int, name: str, entity_uuid: str) -> ResponseRetur
     user, entity_list = _entity_list(project_id, name, *WRITE_ROLES)
     entity = store.find_entity(db.session(), entity_list, entity_uuid, lock=True)
     resolve = _flag("resolve")
-    if resolve and entity.conflict is None:
-        raise errors.no_conflict()
-    store.check_base_version(entity, request.args.get("baseVersion"), _flag("force"))
+    check = store.check_resolvable if resolve else store.check_base_version
+    check(entity, request.args.get("baseVersion"), _flag("force"))
     body = _json_body() if request.get_data() else {}
     if resolve and not body:  # only settle the conflict
         entity = store.resolve_conflict(db.session(), entity_list, entity, _origin(user))

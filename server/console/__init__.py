@@ -29,6 +29,7 @@ from server.console import (  # noqa: E402, F401
     dashboard,
     devices,
     downloads,
+    entity_lists,
     fill,
     forms,
     home,
@@ -36,6 +37,7 @@ from server.console import (  # noqa: E402, F401
     i18n,
     jobs,
     pages,
+    submission_files,
     submissions,
     users,
 )

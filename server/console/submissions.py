@@ -35,6 +35,7 @@ from server.api.submissions import (
 from server.console import console, history
 from server.console.pages import REVIEW_STATES, day_start, role_in, safe_next
 from server.console.session import require_signed_in
+from server.console.submission_files import shown_files
 from server.datasets.reader import UnreadableXml, read
 from server.datasets.redact import redact_value
 from server.datasets.schema import Field, FormSchema, blob_media_reader, load_schema
@@ -355,6 +356,7 @@ def submission_page(project_id: int, xml_form_id: str, instance_id: str) -> Resp
         review_states=REVIEW_STATES,
         redacted=not fa.access.raw,
         max_comment=MAX_COMMENT_CHARS,
+        files=shown_files(fa, version),
         history=history.versions(fa, session, sub, lang, shown),
         trail=history.trail(fa, session, sub),
     )

@@ -268,6 +268,14 @@ def check_base_version(entity: Entity, base_version: str | None, force: bool) ->
         raise version_conflict(entity.version, base_version)
 
 
+def check_resolvable(entity: Entity, base_version: str | None, force: bool) -> None:
+    """A conflict can be marked resolved when there is one, by someone who saw the current version
+    (Central's ``?resolve=true``: 400.32 without a conflict, 409.15 on another version)."""
+    if entity.conflict is None:
+        raise errors.no_conflict()
+    check_base_version(entity, base_version, force)
+
+
 def update_entity(
     session: Session,
     entity_list: EntityList,
