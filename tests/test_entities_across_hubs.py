@@ -42,7 +42,7 @@ def _publish_mission_forms(store: Store, project_id: int) -> None:
 
 
 def _version(form_id: str) -> str:
-    return {"safety_concerns": "2026120501", "action_plan": "2026120501", "follow_up": "2026120501"}[form_id]
+    return {"safety_concerns": "2026120502", "action_plan": "2026120501", "follow_up": "2026120501"}[form_id]
 
 
 def _instance(form_id: str, body: str) -> tuple[str, bytes]:

@@ -395,7 +395,12 @@ def test_the_concern_list_gets_where_what_and_status_only() -> None:
     created = read_declarations(converted(FORMS_DIR / "safety_concerns.xlsx").xml)
     assert created is not None
     binds = converted(FORMS_DIR / "safety_concerns.xlsx").binds()
-    assert binds["/data/meta/entity/@create"].get("calculate", "").replace(" ", "") == "/data/consent='yes'"
+    create_if = binds["/data/meta/entity/@create"].get("calculate", "").replace(" ", "")
+    assert create_if.startswith("/data/consent='yes'and")
+    # Concerns about a person's own harm never go to every tablet (forms/README.md, "Entity lists").
+    own_harm = ("gbv", "bride_kidnapping", "early_marriage", "child_abuse", "trafficking", "recruitment")
+    for kept_out in own_harm:
+        assert f"/data/report/concern/category='{kept_out}'" in create_if
     # The action plan moves each concern it addresses to in_plan, one repeat row per concern (spec 2025.1).
     plan = read_declarations(converted(FORMS_DIR / "action_plan.xlsx").xml)
     assert plan is not None
