@@ -111,5 +111,8 @@ def convert_xlsform(
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:  # Windows (a hub laptop) has no process groups: only the worker itself is stopped
+            proc.kill()
     proc.communicate()
