@@ -169,7 +169,7 @@ def test_a_filled_form_goes_through_ingest_as_the_signed_in_user(
     again = coordinator.post(f"{base}/fill", {}, token_from=f"{base}/fill", files=files)
     assert again.status_code == 201  # a resend of the same bytes, as ingest decides
     other = {
-        "xml_submission_file": ("submission.xml", _instance(instance_id).replace(b"9<", b"8<"), "text/xml")
+        "xml_submission_file": ("submission.xml", _instance(instance_id).replace(b">9<", b">8<"), "text/xml")
     }
     clash = coordinator.post(f"{base}/fill", {}, token_from=f"{base}/fill", files=other)
     assert clash.status_code == 409 and json.loads(clash.text)["code"].startswith("409")
