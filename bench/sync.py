@@ -8,7 +8,8 @@
    (the compression limit) and what per-submission OpenRosa HEAD + POSTs would send.
 2. ``--throttled N`` the same kind of data through a proxy at 64 kbit/s, 300 ms round trip, cutting every
    open connection every ~2 minutes: wall time against the payload's compressed size divided by the
-   link rate, and the bytes re-sent per cut (against a clean run of the same data).
+   link rate, and the bytes re-sent per cut (against a clean run of the same data). With ``--resets``
+   the cuts are resets (RST), as mobile networks send, instead of clean closes.
 
 Targets (issue 4): wire ≤ 1.1 × gzip -9 and ≤ 0.35 × OpenRosa POSTs; re-sent bytes per cut ≤ 256 KiB;
 throttled time ≤ 1.25 × compressed payload / link rate.
@@ -174,13 +175,20 @@ def main() -> None:
     parser.add_argument("--loopback", type=int, default=10_000)
     parser.add_argument("--throttled", type=int, default=1_000)
     parser.add_argument("--rate-bps", type=float, default=64_000)
+    parser.add_argument(
+        "--resets", action="store_true", help="the throttled link's cuts are resets (RST), not clean closes"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sarhad-bench-sync-"))
     print(f"working in {work}")
 
     for label, n, faults in (
         ("loopback", args.loopback, None),
-        ("throttled", args.throttled, Faults(rate_bps=args.rate_bps, delay=0.15, cut_every=120)),
+        (
+            "throttled",
+            args.throttled,
+            Faults(rate_bps=args.rate_bps, delay=0.15, cut_every=120, reset=args.resets),
+        ),
     ):
         if n <= 0:
             continue
@@ -220,7 +228,8 @@ def main() -> None:
             up, cuts = proxy.counters.upstream, proxy.counters.cuts
         central.stop()
         ideal = gz9 * 8 / args.rate_bps
-        print(f"throttled ({args.rate_bps / 1000:.0f} kbit/s, 300 ms RTT, a cut every 2 min): "
+        kind = "reset" if args.resets else "clean close"
+        print(f"throttled ({args.rate_bps / 1000:.0f} kbit/s, 300 ms RTT, a cut ({kind}) every 2 min): "
               f"{seconds:.0f} s, complete={complete}")  # fmt: skip
         ratio = seconds / ideal
         print(f"  compressed payload / link rate = {ideal:.0f} s; time = {ratio:.2f} x (target <= 1.25)")

@@ -84,6 +84,11 @@ class Settings:
         "sarhad serve closes a connection that has sent nothing for this long; a request whose body "
         "stalled is dropped unread, nothing of it is stored.",
     )
+    sync_chunk_idle_seconds: int = _setting(
+        60,
+        "Under gunicorn (the centre), a sync chunk whose bytes stop coming for this long is ended and "
+        "what arrived is kept; the hub continues from there. A dead link then holds no worker thread.",
+    )
     sqlite_wal_limit_mb: int = _setting(
         32,
         "SQLite only: when the write-ahead log (sarhad.db-wal) grows past this size, the next write "

@@ -200,6 +200,11 @@ def _close(sock: socket.socket, reset: bool = False) -> None:
     with contextlib.suppress(OSError):
         if reset:  # linger on, timeout 0: close() sends RST and drops what was not yet sent
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            # The other pump thread may be blocked reading this socket, and the kernel releases a socket
+            # (sending the RST) only when no call is using it. Shutting down the reading side sends
+            # nothing on the wire but ends that read, so close() resets the link now, not whenever the
+            # peer next sends something.
+            sock.shutdown(socket.SHUT_RD)
         else:
             sock.shutdown(socket.SHUT_RDWR)
     sock.close()

@@ -157,17 +157,20 @@ def sync_upload_chunk(sha256: str) -> ResponseReturnValue:
     size = _byte_count("size", "Give the file's whole size as ?size=N.")
     settings = config.settings()
     db.end_read()  # the chunk may take minutes to arrive: hold no read snapshot meanwhile
-    state = uploads.append(
-        db.database(),
-        settings.data_dir,
-        hub.id,
-        sha256,
-        offset,
-        request.stream,
-        settings.max_request_bytes,
-        size=size,
-        raw=request.environ.get("wsgi.input"),
+    body = uploads.ChunkBody(
+        request.stream, request.environ.get("wsgi.input"), request.environ.get("gunicorn.socket")
     )
+    with body.idle_limit(settings.sync_chunk_idle_seconds):
+        state = uploads.append(
+            db.database(),
+            settings.data_dir,
+            hub.id,
+            sha256,
+            offset,
+            body,
+            settings.max_request_bytes,
+            size=size,
+        )
     return jsonify(state.as_json())
 
 

@@ -5,9 +5,10 @@ here), then appends chunks, each with the offset it starts at. A chunk is writte
 file *before* the database transaction opens (a slow link must not hold the write lock), then appended
 to ``DATA_DIR/sync-uploads/<hub>-<sha256>.part`` and the confirmed offset committed in one short
 transaction. When the last byte arrives the file's sha256 is checked and it becomes an ordinary blob.
-A chunk cut short by the link — closed cleanly or reset — is kept as far as it arrived (its bytes are
-a prefix of what the hub sent, and the whole file's sha256 is checked at the end): the next attempt
-asks for the offset and continues there, so a cut costs only the bytes that were still on the way.
+A chunk cut short by the link — closed cleanly, reset, or silent past an idle limit — is kept as far
+as it arrived (its bytes are a prefix of what the hub sent, and the whole file's sha256 is checked at
+the end): the next attempt asks for the offset and continues there, so a cut costs only the bytes that
+were still on the way.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import contextlib
 import hashlib
 import os
 import shutil
+import socket
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -93,38 +96,72 @@ def status(session: Session, hub: Hub, sha256: str) -> UploadState:
     return UploadState(sha256, upload.size, upload.received, False)
 
 
-def _receive(stream: BinaryIO, target: Path, limit: int, raw: BinaryIO | None = None) -> tuple[int, bool]:
-    """Copy the request body to ``target`` (at most ``limit`` bytes): (bytes, whether the body was cut).
+@dataclass(frozen=True)
+class ChunkBody:
+    """A chunk's request body as the WSGI server hands it over.
 
-    ``raw`` is the WSGI server's own input stream under ``stream``: after a cut it may still hold bytes
-    that arrived before the reset (gunicorn gathers a read in a buffer the error skips past)."""
+    ``stream`` is werkzeug's stream of the body. Under gunicorn, ``raw`` is gunicorn's own input under it,
+    which after a cut may still hold bytes that arrived before it (gunicorn gathers a read in a buffer the
+    error skips past), and ``sock`` is the connection."""
+
+    stream: BinaryIO
+    raw: BinaryIO | None = None
+    sock: socket.socket | None = None
+
+    @contextlib.contextmanager
+    def idle_limit(self, seconds: int) -> Iterator[None]:
+        """End the body when nothing more arrives for ``seconds``, as a cut.
+
+        A link that dies without a reset (a mobile network dropping out) sends nothing more, and
+        gunicorn's threads read bodies with no timeout: the read would wait for ever, holding a thread,
+        and what did arrive would never be kept. (``sarhad serve`` passes only whole bodies, after its own
+        channel timeout, and has no socket here.)"""
+        if self.sock is None:
+            yield
+            return
+        before = self.sock.gettimeout()
+        self.sock.settimeout(seconds)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):  # the link may be gone by now
+                self.sock.settimeout(before)
+
+    def leftovers(self, out: BinaryIO, room: int) -> int:
+        """After a cut, move what the server still holds of the body to ``out``: bytes moved."""
+        if self.raw is None:
+            return 0
+        if self.sock is not None:
+            # After a timeout the socket would make each read wait again, and gunicorn gives back what it
+            # buffered only at end of file: end the reading side (nothing is sent on the wire).
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RD)
+        moved = 0
+        with contextlib.suppress(OSError, ValueError):
+            while moved < room and (piece := self.raw.read(min(COPY, room - moved))):
+                out.write(piece)
+                moved += len(piece)
+        return moved
+
+
+def _receive(body: ChunkBody, target: Path, limit: int) -> tuple[int, bool]:
+    """Copy the request body to ``target`` (at most ``limit`` bytes): (bytes, whether the body was cut)."""
     size = 0
     with target.open("wb") as out:
         while True:
             try:
-                chunk = stream.read(COPY)
+                chunk = body.stream.read(COPY)
             # A clean close comes as werkzeug's ClientDisconnected (the body ended short); a reset (RST,
             # what mobile networks and proxies send) or a socket timeout as an OSError from the server's
             # read. Either way what arrived is a prefix of what the hub sent, and it is kept.
             except (ClientDisconnected, OSError):
-                size += _drain(raw, out, limit - size) if raw is not None else 0
-                return size, True
+                return size + body.leftovers(out, limit - size), True
             if not chunk:
                 return size, False
             size += len(chunk)
             if size > limit:
                 raise errors.too_large(limit)
             out.write(chunk)
-
-
-def _drain(raw: BinaryIO, out: BinaryIO, room: int) -> int:
-    """What the server still holds of a cut body (its socket now answers end of file): bytes written."""
-    moved = 0
-    with contextlib.suppress(OSError, ValueError):
-        while moved < room and (piece := raw.read(min(COPY, room - moved))):
-            out.write(piece)
-            moved += len(piece)
-    return moved
 
 
 def _sha256_of(path: Path) -> str:
@@ -141,10 +178,9 @@ def append(
     hub_id: int,
     sha256: str,
     offset: int,
-    body: BinaryIO,
+    body: ChunkBody,
     limit: int,
     size: int | None = None,
-    raw: BinaryIO | None = None,
 ) -> UploadState:
     """Append one chunk that starts at ``offset``; a wrong offset is a 409 naming the right one.
 
@@ -155,7 +191,7 @@ def append(
     chunk = folder / f"{hub_id}-{sha256}.{uuid.uuid4().hex}.chunk"
     corrupt = False
     try:
-        length, cut = _receive(body, chunk, limit, raw)
+        length, cut = _receive(body, chunk, limit)
         if cut and length == 0:
             raise errors.bad_request("The chunk was cut before any of it arrived.")
         with database.write() as writer:
